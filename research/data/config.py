@@ -1,0 +1,117 @@
+"""The `config.dataset` fields, their defaults, and their validation.
+
+Every field has a default so an experiment can give only `name`. Unknown fields are rejected
+(with the closest known field suggested) because a misspelt `validaton_fraction` would
+otherwise be ignored silently and the run would use the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import numbers
+from typing import Any
+
+import ml_collections
+
+from research.errors import ConfigError
+from research.registry import unknown_name_message
+
+SOURCES = ("auto", "tfds", "local", "sklearn", "synthetic")
+
+
+def default_dataset_config() -> ml_collections.ConfigDict:
+  """The dataset config with every field at its default."""
+  config = ml_collections.ConfigDict()
+  # Registered dataset name, e.g. 'mnist', 'fashion_mnist', 'wine', 'synthetic_linear'.
+  config.name = ""
+  # Where to read it from: 'auto' picks local files when present, else TFDS (MNIST family);
+  # scikit-learn and synthetic datasets have a single source, so 'auto' means that one.
+  config.source = "auto"
+  # Directory of local raw files (source='local'/'auto') or the TFDS data dir (source='tfds');
+  # '' = the dataset's well-known local directory if it has one, and TFDS's default data dir.
+  config.data_dir = ""
+  # Fraction of the training examples held out as the validation split, for datasets that have
+  # none. Stratified by class for classification, so rare classes appear in both.
+  config.validation_fraction = 0.1
+  # Fraction of all examples held out as the test split, for datasets that have none
+  # (scikit-learn's and synthetic ones). Taken before the validation split.
+  config.test_fraction = 0.2
+  # Seed of the held-out splits (and of synthetic data). Separate from the training seed so
+  # that runs with different training seeds are evaluated on the same examples.
+  config.split_seed = 0
+  # Standardise tabular (N, F) float features to zero mean, unit variance per feature, with
+  # statistics fit on the train split only (fitting on all splits would leak test data).
+  # Images are left in their stored range.
+  config.standardize = True
+  # Synthetic data: total number of examples (0 = 1000). Other datasets: keep a seeded random
+  # subset of this many training examples (0 = all), for quick runs; held-out splits stay whole.
+  config.num_examples = 0
+  # Synthetic data: std of the Gaussian noise added to regression targets, or the fraction of
+  # classification labels flipped at random.
+  config.noise = 0.1
+  # Synthetic data: number of input features.
+  config.num_features = 8
+  return config
+
+
+def resolve_dataset_config(config: Mapping[str, Any] | ml_collections.ConfigDict,
+                           prefix: str = "dataset") -> ml_collections.ConfigDict:
+  """Returns the defaults overridden by `config`, after checking every field's type and range.
+
+  Raises ConfigError naming the field (as `dataset.<field>`) and saying what values are allowed.
+  """
+  resolved = default_dataset_config()
+  if isinstance(config, ml_collections.ConfigDict):
+    items = config.to_dict().items()
+  elif isinstance(config, Mapping):
+    items = config.items()
+  else:
+    raise ConfigError(f"{prefix} must be a ConfigDict with at least a 'name' field, "
+                      f"got {type(config).__name__}.")
+  for key, value in items:
+    field = f"{prefix}.{key}"
+    if key not in resolved:
+      raise ConfigError(unknown_name_message(f"{prefix} config field", key, sorted(resolved),
+                                             field))
+    default = resolved[key]
+    resolved[key] = _check_type(field, value, default)
+
+  def fail(key: str, requirement: str) -> ConfigError:
+    return ConfigError(f"{prefix}.{key} = {resolved[key]!r} is invalid: {requirement}.")
+
+  if not resolved.name:
+    raise fail("name", "set it to a dataset name, e.g. 'mnist'")
+  if resolved.source not in SOURCES:
+    raise ConfigError(unknown_name_message("dataset source", resolved.source, list(SOURCES),
+                                           f"{prefix}.source"))
+  for key in ("validation_fraction", "test_fraction"):
+    if not 0.0 <= resolved[key] < 1.0:
+      raise fail(key, "it must be in [0, 1)")
+  if resolved.split_seed < 0:
+    raise fail("split_seed", "it must be >= 0")
+  if resolved.num_examples < 0:
+    raise fail("num_examples", "it must be >= 0 (0 = all)")
+  if resolved.noise < 0:
+    raise fail("noise", "it must be >= 0")
+  if resolved.num_features < 1:
+    raise fail("num_features", "it must be >= 1")
+  return resolved
+
+
+def _check_type(field: str, value: Any, default: Any) -> Any:
+  """Returns `value` as the type of `default`, or raises ConfigError if it is not one.
+
+  Ints are accepted for floats (`noise=0`), but bools are not accepted as numbers: `True` as a
+  fraction is always a mistake.
+  """
+  if isinstance(default, bool):
+    ok, want = isinstance(value, bool), "a bool"
+  elif isinstance(default, int):
+    ok, want = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an int"
+  elif isinstance(default, float):
+    ok, want = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+  else:
+    ok, want = isinstance(value, str), "a string"
+  if not ok:
+    raise ConfigError(f"{field} must be {want}, got {value!r} ({type(value).__name__}).")
+  return type(default)(value)

@@ -1,0 +1,31 @@
+"""Tasks by name: the objective and metrics of one kind of problem."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import ml_collections
+
+from research.registry import Registry
+from research.tasks.base import Task, TrainState, prepare_inputs
+from research.tasks.classification import BinaryClassification, MulticlassClassification
+from research.tasks.regression import Regression
+
+TASKS: Registry[type[Task]] = Registry("task")
+TASKS.register("multiclass")(MulticlassClassification)
+TASKS.register("binary")(BinaryClassification)
+TASKS.register("regression")(Regression)
+
+
+def build_task(config: ml_collections.ConfigDict, model: nn.Module,
+               num_classes: int | None) -> Task:
+  return TASKS.get(config.task.name, "config.task.name")(config, model, num_classes)
+
+
+def num_outputs(task_name: str, num_classes: int | None, target_dim: int = 1) -> int:
+  """The model's output width a task needs."""
+  if task_name == "multiclass":
+    return int(num_classes)
+  return 1 if task_name == "binary" else target_dim
+
+
+__all__ = ["TASKS", "Task", "TrainState", "build_task", "num_outputs", "prepare_inputs"]

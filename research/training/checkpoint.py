@@ -1,0 +1,117 @@
+"""Checkpoints with orbax-checkpoint: the last K, the best by a metric, resume with fallback.
+
+Two `CheckpointManager`s: `checkpoints/` keeps the last `keep` saves (every N steps,
+at the end, and on preemption), `checkpoints_best/` keeps the one save with the best
+validation metric. Saves are asynchronous; orbax writes each step to a temporary
+directory and renames it when complete, so a killed save never looks finished. If the
+latest checkpoint is nonetheless unreadable (a corrupted file), resume warns and falls
+back to the one before.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from research.errors import CheckpointError
+
+
+def _manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def abstract_like(tree: Any) -> Any:
+  """Shapes, dtypes and shardings of `tree`: what orbax restores into."""
+  return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class Checkpointer:
+  """Saves and restores (train state, JSON metadata) pairs under a workdir."""
+
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+    self.latest_dir = os.path.join(workdir, "checkpoints")
+    self.best_dir = os.path.join(workdir, "checkpoints_best")
+    self._async = async_save
+    self._keep = keep
+    self._latest: ocp.CheckpointManager | None = None
+    self._best: ocp.CheckpointManager | None = None
+
+  # Managers are created lazily so that merely reading a workdir never creates files.
+  @property
+  def latest(self) -> ocp.CheckpointManager:
+    if self._latest is None:
+      self._latest = _manager(self.latest_dir, self._keep, self._async)
+    return self._latest
+
+  @property
+  def best(self) -> ocp.CheckpointManager:
+    if self._best is None:
+      self._best = _manager(self.best_dir, 1, self._async)
+    return self._best
+
+  @staticmethod
+  def _args(state: Any, meta: dict[str, Any]) -> ocp.args.Composite:
+    return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    if step in self.latest.all_steps():
+      return
+    self.latest.save(step, args=self._args(state, meta), force=True)
+
+  def save_best(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Called only when the metric improved; max_to_keep=1 drops the previous best."""
+    if step in self.best.all_steps():
+      return
+    self.best.save(step, args=self._args(state, meta), force=True)
+
+  def has_checkpoint(self, best: bool = False) -> bool:
+    directory = self.best_dir if best else self.latest_dir
+    return os.path.isdir(directory) and bool((self.best if best else self.latest).all_steps())
+
+  def restore(self, abstract_state: Any, best: bool = False) -> tuple[Any, dict[str, Any], int] | None:
+    """Restores the newest readable checkpoint; None if there is none at all.
+
+    An unreadable newest checkpoint is skipped with a warning; if none can be read the
+    error names the directory and the reason.
+    """
+    if not self.has_checkpoint(best):
+      return None
+    manager = self.best if best else self.latest
+    errors = []
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+      except Exception as e:  # orbax raises many types for unreadable files
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+        errors.append((step, reason))
+        logging.warning("Checkpoint step %d in %s is unreadable (%s); trying the previous one.",
+                        step, manager.directory, reason)
+        continue
+      if errors:
+        logging.warning("Resumed from step %d: newer checkpoint(s) %s were unreadable.",
+                        step, [s for s, _ in errors])
+      return restored["state"], dict(restored["meta"]), step
+    step, reason = errors[0]
+    raise CheckpointError(
+        f"no readable checkpoint in {manager.directory}: step {step} failed with {reason}. "
+        "If the config changed since these were written, use a new --workdir; to discard "
+        "them and start over, pass --overwrite.")
+
+  def wait(self) -> None:
+    for m in (self._latest, self._best):
+      if m is not None:
+        m.wait_until_finished()
+
+  def close(self) -> None:
+    for m in (self._latest, self._best):
+      if m is not None:
+        m.wait_until_finished()
+        m.close()

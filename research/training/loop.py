@@ -1,0 +1,323 @@
+"""The one training loop, for every task.
+
+`train_and_evaluate(config, workdir)` builds the experiment from its config (validating
+everything before the workdir is touched), restores the newest checkpoint if there is
+one, and runs compiled chunks of train steps between the log / eval / checkpoint
+boundaries. The loop never branches on the model or task.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from research import config as config_lib
+from research import models, tasks
+from research.data import load_dataset
+from research.data.dataset import Dataset
+from research.errors import CheckpointError, ConfigError, NonFiniteLossError
+from research.training import batching, checkpoint, mesh as mesh_lib, steps, workdir as workdir_lib
+from research.training.optimizers import make_optimizer, make_schedule
+from research.training.writers import MetricWriter, Progress, atomic_write_json
+
+
+class Preempted(Exception):
+  """SIGTERM arrived; a checkpoint was saved. Rerunning the same command resumes."""
+
+  def __init__(self, step: int):
+    super().__init__(f"preempted (SIGTERM) at step {step}: checkpoint saved; "
+                     "rerun the same command to resume.")
+    self.step = step
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything built from a config before any file is written."""
+  config: ml_collections.ConfigDict
+  dataset: Dataset
+  task: tasks.Task
+  tx: optax.GradientTransformation
+  schedule: optax.Schedule
+  mesh: jax.sharding.Mesh
+  total_steps: int
+  steps_per_epoch: int
+  eval_every: int
+  checkpoint_every: int
+  best_metric: str
+  best_mode: str
+
+
+def build(config: ml_collections.ConfigDict) -> Experiment:
+  """Validates the config and builds dataset, model, task and optimizer (no file I/O)."""
+  config_lib.validate(config)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  n_data = mesh_lib.data_parallel_size(mesh)
+  tc = config.train
+  if tc.batch_size % n_data:
+    raise ConfigError(f"config.train.batch_size={tc.batch_size} is not divisible by the "
+                      f"{n_data} devices of the data axis; use a multiple of {n_data}.")
+  dataset = load_dataset(config.dataset)
+  train_size = len(dataset.splits["train"])
+  if tc.batch_size > train_size:
+    raise ConfigError(f"config.train.batch_size={tc.batch_size} is larger than the train split "
+                      f"of {dataset.name} ({train_size} examples); use at most {train_size}.")
+  steps_per_epoch = train_size // tc.batch_size
+  total = tc.num_steps or max(1, math.ceil(tc.num_epochs * steps_per_epoch))
+  task_cls = tasks.TASKS.get(config.task.name, "config.task.name")
+  labels = dataset.splits["train"].labels
+  target_dim = labels.shape[1] if labels.ndim == 2 else 1
+  if config.task.name in ("multiclass", "binary") and dataset.num_classes is None:
+    raise ConfigError(f"config.task.name={config.task.name!r} needs class labels but dataset "
+                      f"{dataset.name!r} is a regression dataset; use task 'regression'.")
+  if config.task.name == "binary" and dataset.num_classes != 2:
+    raise ConfigError(f"config.task.name='binary' needs 2 classes; {dataset.name!r} has "
+                      f"{dataset.num_classes}. Use task 'multiclass'.")
+  dtype = jnp.bfloat16 if config.precision == "bfloat16" else jnp.float32
+  model = models.build_model(
+      config.model, tasks.num_outputs(config.task.name, dataset.num_classes, target_dim), dtype)
+  task = task_cls(config, model, dataset.num_classes)
+  tx = make_optimizer(config.optimizer, config.schedule, total)
+  best_metric = tc.best_metric or task.default_metric
+  if best_metric not in task.metric_names():
+    raise ConfigError(f"config.train.best_metric={best_metric!r} is not a validation metric of "
+                      f"task {config.task.name!r}; choose one of {sorted(task.metric_names())}.")
+  eval_every = tc.eval_every_steps or steps_per_epoch
+  return Experiment(
+      config=config, dataset=dataset, task=task, tx=tx, mesh=mesh,
+      schedule=make_schedule(config.optimizer, config.schedule, total), total_steps=total,
+      steps_per_epoch=steps_per_epoch, eval_every=eval_every,
+      checkpoint_every=tc.checkpoint_every_steps or eval_every,
+      best_metric=best_metric,
+      best_mode=tc.best_mode or task.default_mode)
+
+
+def init_state(exp: Experiment) -> tasks.TrainState:
+  """Parameters from `config.seed`, replicated over the mesh."""
+  sample = exp.dataset.splits["train"].inputs[:1]
+  rng = jax.random.key(exp.config.seed)
+
+  def create():
+    variables = exp.task.init_variables(rng, jnp.asarray(sample))
+    params = variables.pop("params")
+    return tasks.TrainState.create(apply_fn=exp.task.model.apply, params=params, tx=exp.tx,
+                                   model_state=dict(variables))
+
+  return jax.jit(create, out_shardings=mesh_lib.replicated(exp.mesh))()
+
+
+def _eval_batch_size(exp: Experiment, split_size: int) -> int:
+  n = mesh_lib.data_parallel_size(exp.mesh)
+  size = exp.config.train.eval_batch_size or min(1000, split_size)
+  return -(-size // n) * n
+
+
+class Evaluator:
+  """Evaluates any split of the experiment with one compiled scan per split shape."""
+
+  def __init__(self, exp: Experiment, device_splits: dict[str, dict[str, jax.Array]]):
+    self.exp = exp
+    self.data = device_splits
+    self.fn = steps.make_eval_fn(exp.task, exp.mesh)
+
+  def __call__(self, state: tasks.TrainState, split: str) -> dict[str, Any]:
+    labels = self.exp.dataset.splits[split].labels
+    n = len(labels)
+    indices, mask = batching.eval_blocks(n, _eval_batch_size(self.exp, n))
+    outputs = self.fn(state.params, state.model_state, self.data[split], indices)
+    flat_mask = mask.reshape(-1)
+    host = {k: np.asarray(v).reshape((-1,) + v.shape[2:])[flat_mask] for k, v in outputs.items()}
+    return self.exp.task.metrics(host, labels)
+
+
+class _SigtermFlag:
+  """Turns SIGTERM into a flag the loop checks between compiled chunks."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    logging.warning("SIGTERM received: saving a checkpoint before exiting.")
+    self.raised = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _is_better(value: float, best: float | None, mode: str, min_delta: float) -> bool:
+  if best is None or not math.isfinite(best):
+    return math.isfinite(value)
+  return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+def _next_boundary(step: int, total: int, *intervals: int) -> int:
+  ends = [total] + [(step // k + 1) * k for k in intervals if k > 0]
+  return min(ends)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       overwrite: bool = False, test: bool = True) -> dict[str, Any]:
+  """Trains (resuming from the workdir if possible), then evaluates; returns result.json.
+
+  With `test=False` (`--mode=train`) the test split is not touched.
+  """
+  exp = build(config)
+  workdir_lib.prepare(workdir, config, overwrite)
+  tc = config.train
+  start_time = time.time()
+
+  device_splits = {name: batching.put_split(split, exp.mesh)
+                   for name, split in exp.dataset.splits.items()}
+  state = init_state(exp)
+  ckpt = checkpoint.Checkpointer(workdir, keep=tc.keep_checkpoints, async_save=tc.async_checkpoints)
+  meta: dict[str, Any] = {"best_value": None, "best_step": None, "bad_evals": 0,
+                          "stopped_early": False}
+  restored = ckpt.restore(checkpoint.abstract_like(state))
+  if restored is not None:
+    state, meta, step = restored
+    logging.info("Resumed from %s at step %d.", ckpt.latest_dir, step)
+  step = int(jax.device_get(state.step))
+
+  writer = MetricWriter(workdir, resume_step=step)
+  order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size, config.seed)
+  train_chunk = steps.make_train_chunk(exp.task, exp.mesh)
+  evaluate_split = Evaluator(exp, device_splits)
+  data_key = jax.random.key(config.seed + 1)  # dropout etc.: fold_in(key, step)
+  metric_names = tuple(jax.eval_shape(
+      lambda s, b: exp.task.train_step(s, b, data_key)[1], state,
+      _example_batch(exp, tc.batch_size)))
+  totals = steps.init_totals(metric_names)
+  progress = Progress(exp.total_steps, step, tc.batch_size)
+  patience = tc.early_stopping_patience
+
+  def save_checkpoint():
+    _raise_if_nonfinite(totals, step)
+    ckpt.save(step, state, meta)
+
+  try:
+    with _SigtermFlag() as sigterm:
+      while step < exp.total_steps and not meta["stopped_early"]:
+        end = _next_boundary(step, exp.total_steps, tc.log_every_steps, exp.eval_every,
+                             exp.checkpoint_every)
+        chunk = min(tc.steps_per_dispatch, end - step)
+        state, totals = train_chunk(state, totals, device_splits["train"],
+                                    order.block(step, chunk), data_key)
+        step += chunk
+        progress.update(step)
+        done = step >= exp.total_steps
+        if step % tc.log_every_steps == 0 or done:
+          train_metrics = _fetch_train_metrics(totals, step)
+          totals = steps.init_totals(metric_names)
+          rates = progress.update(step, {k: v for k, v in train_metrics.items() if k in ("loss", "accuracy")})
+          writer.write(step, "train", {**train_metrics, **rates,
+                                       "learning_rate": float(exp.schedule(step))})
+        if step % exp.eval_every == 0 or done:
+          val = evaluate_split(state, "validation")
+          writer.write(step, "validation", val)
+          value = float(val[exp.best_metric])
+          if _is_better(value, meta["best_value"], exp.best_mode, tc.early_stopping_min_delta):
+            meta.update(best_value=value, best_step=step, bad_evals=0)
+            _raise_if_nonfinite(totals, step)
+            ckpt.save_best(step, state, dict(meta))
+          else:
+            meta["bad_evals"] += 1
+            if patience and meta["bad_evals"] >= patience:
+              logging.info("Early stopping at step %d: validation %s has not improved for %d "
+                           "evaluations (best %.5g at step %s).", step, exp.best_metric,
+                           patience, meta["best_value"], meta["best_step"])
+              meta["stopped_early"] = True
+        if step % exp.checkpoint_every == 0 or done or meta["stopped_early"]:
+          save_checkpoint()
+        if sigterm.raised:
+          save_checkpoint()
+          ckpt.wait()
+          raise Preempted(step)
+    ckpt.wait()
+    result = _final_evaluation(exp, state, ckpt, evaluate_split, meta, step, test)
+    result["wall_time_s"] = time.time() - start_time
+    if test:
+      writer.write(step, "test", result["test"])
+    if jax.process_index() == 0:
+      atomic_write_json(os.path.join(workdir, "result.json"), result)
+    return result
+  finally:
+    progress.close()
+    writer.close()
+    ckpt.close()
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, best: bool = False) -> dict[str, Any]:
+  """Evaluates the newest (or best) checkpoint of a workdir on validation and test."""
+  exp = build(config)
+  workdir_lib.check(workdir, config, overwrite=False)
+  ckpt = checkpoint.Checkpointer(workdir)
+  state = init_state(exp)
+  restored = ckpt.restore(checkpoint.abstract_like(state), best=best)
+  if restored is None:
+    raise CheckpointError(f"no checkpoint in {ckpt.best_dir if best else ckpt.latest_dir}: "
+                          "train first (--mode=train) or point --workdir at a trained run.")
+  state, _, step = restored
+  device_splits = {n: batching.put_split(s, exp.mesh) for n, s in exp.dataset.splits.items()}
+  evaluate_split = Evaluator(exp, device_splits)
+  result = {"step": step, "checkpoint": "best" if best else "latest",
+            "validation": evaluate_split(state, "validation"), "test": evaluate_split(state, "test")}
+  ckpt.close()
+  if jax.process_index() == 0:
+    atomic_write_json(os.path.join(workdir, "evaluation.json"), result)
+  return result
+
+
+def _final_evaluation(exp, state, ckpt, evaluate_split, meta, step, test) -> dict[str, Any]:
+  """Validation and test metrics of the final parameters (the best ones if stopped early)."""
+  used = "last"
+  if meta["stopped_early"] and ckpt.has_checkpoint(best=True):
+    state, _, _ = ckpt.restore(checkpoint.abstract_like(state), best=True)
+    used = "best"
+  result = {"step": step, "params": used, "best_step": meta["best_step"],
+            "best_metric": f"validation/{exp.best_metric}", "best_value": meta["best_value"],
+            "stopped_early": meta["stopped_early"],
+            "validation": evaluate_split(state, "validation")}
+  if test:
+    result["test"] = evaluate_split(state, "test")
+  return result
+
+
+def _example_batch(exp: Experiment, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+  split = exp.dataset.splits["train"]
+  return {"inputs": jax.ShapeDtypeStruct((batch_size,) + split.inputs.shape[1:], split.inputs.dtype),
+          "labels": jax.ShapeDtypeStruct((batch_size,) + split.labels.shape[1:], split.labels.dtype)}
+
+
+def _raise_if_nonfinite(totals: steps.Totals, step: int) -> None:
+  bad = int(jax.device_get(totals["nonfinite_step"]))
+  if bad != steps.NO_NONFINITE_STEP:
+    raise NonFiniteLossError(
+        f"the training loss became NaN or infinite at step {bad} (detected at step {step}); "
+        "the last good checkpoint is kept. Lower config.optimizer.learning_rate, set "
+        "config.optimizer.clip_norm, or check the data for NaNs.")
+
+
+def _fetch_train_metrics(totals: steps.Totals, step: int) -> dict[str, float]:
+  host = jax.device_get(totals)
+  _raise_if_nonfinite(totals, step)
+  count = max(float(host["count"]), 1.0)
+  return {k: float(v) / count for k, v in host.items() if k not in ("count", "nonfinite_step")}

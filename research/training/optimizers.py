@@ -1,0 +1,153 @@
+"""Optimizers and learning-rate schedules from config strings, on optax.
+
+`make_optimizer(config.optimizer, config.schedule, total_steps)` returns one
+`optax.GradientTransformation`: [clip by global norm] -> optimizer -> [weight decay],
+with the learning rate a schedule. L1/L2 penalties are terms of the loss, not of
+the optimizer (see `penalty`), so that "L2 regularisation" means what textbooks
+mean; decoupled weight decay is `optimizer.weight_decay`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from research.errors import ConfigError
+from research.registry import unknown_name_message
+
+# Optimizers with their own constructor (hyperparameter names differ from optax's).
+_NAMED = ("sgd", "momentum", "nesterov", "adam", "adamw", "adagrad", "rmsprop")
+# Any other optax optimizer taking `learning_rate` may be named too.
+_OPTAX_EXTRA = ("lamb", "lion", "lars", "nadam", "nadamw", "radam", "adamax", "adamaxw",
+                "adabelief", "adadelta", "adafactor", "amsgrad", "novograd", "yogi",
+                "fromage", "sm3", "noisy_sgd", "sign_sgd", "rprop", "adan")
+OPTIMIZER_NAMES = tuple(sorted(_NAMED + tuple(n for n in _OPTAX_EXTRA if hasattr(optax, n))))
+SCHEDULE_NAMES = ("constant", "step", "exponential", "polynomial", "cosine", "linear",
+                  "warmup_cosine", "rsqrt")
+
+
+def default_optimizer_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name="adam", learning_rate=1e-3, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8,
+      weight_decay=0.0, clip_norm=0.0, l1=0.0, l2=0.0))
+
+
+def default_schedule_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      name="constant", warmup_steps=0, decay_rate=0.1, decay_every_steps=0,
+      boundaries=(), end_value=0.0, power=1.0, alpha=0.0))
+
+
+def make_schedule(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigDict,
+                  total_steps: int) -> optax.Schedule:
+  """The learning rate as a function of step; warmup (linear from 0) composes with any."""
+  lr = float(opt.learning_rate)
+  if not lr > 0:
+    raise ConfigError(f"config.optimizer.learning_rate must be > 0, got {opt.learning_rate}.")
+  name = sched.name
+  if name not in SCHEDULE_NAMES:
+    raise ConfigError(unknown_name_message("schedule", name, list(SCHEDULE_NAMES),
+                                           "config.schedule.name"))
+  warmup = int(sched.get("warmup_steps", 0))
+  if warmup < 0 or warmup >= max(total_steps, 1) and warmup > 0:
+    raise ConfigError(f"config.schedule.warmup_steps={warmup} must be in [0, total steps="
+                      f"{total_steps}).")
+  decay_steps = max(total_steps - warmup, 1)
+  if name == "constant":
+    main = optax.constant_schedule(lr)
+  elif name == "step":
+    # Multiply by decay_rate at each boundary (fractions of training if <= 1, else steps),
+    # or every `decay_every_steps` steps.
+    every = int(sched.get("decay_every_steps", 0))
+    if every > 0:
+      main = optax.exponential_decay(lr, every, sched.decay_rate, staircase=True)
+    else:
+      bounds = [int(b * total_steps) if b <= 1 else int(b) for b in sched.boundaries]
+      if not bounds:
+        raise ConfigError("config.schedule.name='step' needs config.schedule.boundaries "
+                          "(e.g. (0.5, 0.75)) or config.schedule.decay_every_steps > 0.")
+      main = optax.piecewise_constant_schedule(
+          lr, {max(b - warmup, 1): sched.decay_rate for b in bounds})
+  elif name == "exponential":
+    every = int(sched.get("decay_every_steps", 0)) or decay_steps
+    main = optax.exponential_decay(lr, every, sched.decay_rate)
+  elif name == "polynomial":
+    main = optax.polynomial_schedule(lr, sched.end_value, sched.power, decay_steps)
+  elif name == "linear":
+    main = optax.linear_schedule(lr, sched.end_value, decay_steps)
+  elif name in ("cosine", "warmup_cosine"):
+    main = optax.cosine_decay_schedule(lr, decay_steps, alpha=sched.alpha)
+  elif name == "rsqrt":
+    main = lambda step: lr * jax.lax.rsqrt(jnp.maximum(step, 1.0) / max(warmup, 1))
+  if warmup:
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+  return main
+
+
+def _weight_decay_mask(params: Any) -> Any:
+  """Decay kernels/embeddings only: biases and norm scales (ndim <= 1) are exempt."""
+  return jax.tree_util.tree_map(lambda p: jnp.ndim(p) > 1, params)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigDict,
+                   total_steps: int) -> optax.GradientTransformation:
+  """The whole update rule named by config strings."""
+  lr = make_schedule(opt, sched, total_steps)
+  name = opt.name
+  wd = float(opt.get("weight_decay", 0.0))
+  if wd < 0:
+    raise ConfigError(f"config.optimizer.weight_decay must be >= 0, got {wd}.")
+  if name == "sgd":
+    tx = optax.sgd(lr)
+  elif name == "momentum":
+    tx = optax.sgd(lr, momentum=opt.momentum)
+  elif name == "nesterov":
+    tx = optax.sgd(lr, momentum=opt.momentum, nesterov=True)
+  elif name == "adam":
+    tx = optax.adam(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps)
+  elif name == "adamw":
+    tx = optax.adamw(lr, b1=opt.b1, b2=opt.b2, eps=opt.eps, weight_decay=wd,
+                     mask=_weight_decay_mask)
+    wd = 0.0  # already decoupled inside adamw
+  elif name == "adagrad":
+    tx = optax.adagrad(lr, eps=opt.eps)
+  elif name == "rmsprop":
+    tx = optax.rmsprop(lr, decay=opt.b2 if opt.b2 < 1 else 0.9, eps=opt.eps,
+                       momentum=opt.momentum or None)
+  elif name in OPTIMIZER_NAMES:
+    factory = getattr(optax, name)
+    accepted = inspect.signature(factory).parameters
+    kwargs = {k: opt[k] for k in ("b1", "b2", "eps", "momentum") if k in accepted}
+    tx = factory(lr, **kwargs)
+  else:
+    raise ConfigError(unknown_name_message("optimizer", name, list(OPTIMIZER_NAMES),
+                                           "config.optimizer.name"))
+  parts = []
+  if opt.get("clip_norm", 0.0) > 0:
+    parts.append(optax.clip_by_global_norm(opt.clip_norm))
+  if wd > 0:
+    # Added to the gradient before the update rule, as PyTorch's `weight_decay` for SGD,
+    # momentum, RMSProp and friends; AdamW above has its own decoupled decay.
+    parts.append(optax.add_decayed_weights(wd, mask=_weight_decay_mask))
+  parts.append(tx)
+  return optax.chain(*parts)
+
+
+def penalty(params: Any, l1: float, l2: float) -> jax.Array:
+  """L1 + L2 (elastic net when both) on weight matrices, added to the loss.
+
+  `l2 * 0.5 * sum(w**2)`: the gradient is `l2 * w`, the textbook weight-decay term.
+  Biases and normalisation scales are not penalised, as in scikit-learn's models.
+  """
+  weights = [p for p in jax.tree_util.tree_leaves(params) if jnp.ndim(p) > 1]
+  total = jnp.zeros((), jnp.float32)
+  if l1:
+    total += l1 * sum(jnp.sum(jnp.abs(w)) for w in weights)
+  if l2:
+    total += 0.5 * l2 * sum(jnp.sum(jnp.square(w)) for w in weights)
+  return total

@@ -1,0 +1,90 @@
+"""The compiled functions: k train steps per dispatch, and whole-split evaluation.
+
+`train_chunk(state, totals, data, indices, key)` runs `indices.shape[0]` steps with
+`lax.scan`: each step gathers its batch from the device-resident split, derives its RNG
+from (key, step), and adds its metric sums to `totals`, which stay on device until the
+loop fetches them at a log interval.
+
+On CPU the scan is fully unrolled: XLA:CPU runs a convolution inside a while-loop body
+about 12x slower than outside one (measured: digits CNN step 2.7 ms plain, 32 ms in a
+rolled scan, 2.7 ms unrolled). One step per dispatch calls the step without a scan.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from research.tasks.base import Task, TrainState
+from research.training import mesh as mesh_lib
+
+Totals = dict[str, jax.Array]
+NO_NONFINITE_STEP = -1
+
+
+def gather_batch(data: dict[str, jax.Array], indices: jax.Array, mesh: Mesh) -> dict[str, jax.Array]:
+  """Takes a batch from the device-resident split, sharded over the `data` axis."""
+  sharding = mesh_lib.batch_sharded(mesh)
+  return {k: jnp.take(v, indices, axis=0)
+          for k, v in data.items()}
+
+
+def init_totals(metric_names: tuple[str, ...]) -> Totals:
+  """Running sums of the train metrics, plus the first step whose loss was not finite."""
+  totals = {name: jnp.zeros((), jnp.float32) for name in metric_names}
+  totals["nonfinite_step"] = jnp.full((), NO_NONFINITE_STEP, jnp.int32)
+  return totals
+
+
+def make_train_chunk(task: Task, mesh: Mesh, donate: bool = True) -> Callable[..., tuple[TrainState, Totals]]:
+  """jit-compiled k-steps-per-dispatch train function with explicit shardings."""
+
+  def train_chunk(state: TrainState, totals: Totals, data: dict[str, jax.Array],
+                  indices: jax.Array, key: jax.Array) -> tuple[TrainState, Totals]:
+
+    def one_step(carry, batch_indices):
+      state, totals = carry
+      step = state.step
+      batch = gather_batch(data, batch_indices, mesh)
+      state, sums = task.train_step(state, batch, jax.random.fold_in(key, step))
+      bad = ~jnp.isfinite(sums["loss"])
+      first_bad = totals["nonfinite_step"]
+      totals = {k: totals[k] + sums[k] for k in sums}
+      totals["nonfinite_step"] = jnp.where(bad & (first_bad == NO_NONFINITE_STEP),
+                                           step + 1, first_bad)
+      return (state, totals), None
+
+    if indices.shape[0] == 1:
+      return one_step((state, totals), indices[0])[0]
+    unroll = jax.default_backend() == "cpu"
+    (state, totals), _ = jax.lax.scan(one_step, (state, totals), indices, unroll=unroll)
+    return state, totals
+
+  rep = mesh_lib.replicated(mesh)
+  return jax.jit(
+      train_chunk,
+      in_shardings=(rep, rep, rep, mesh_lib.batch_sharded(mesh, leading_axes=1), rep),
+      out_shardings=(rep, rep),
+      donate_argnums=(0, 1) if donate else ())
+
+
+def make_eval_fn(task: Task, mesh: Mesh) -> Callable[..., dict[str, jax.Array]]:
+  """Per-example outputs of a whole split, batch by batch inside one compiled scan."""
+
+  def evaluate(params: Any, model_state: Any, data: dict[str, jax.Array],
+               indices: jax.Array) -> dict[str, jax.Array]:
+
+    def one_batch(_, batch_indices):
+      batch = gather_batch(data, batch_indices, mesh)
+      return None, task.outputs(params, model_state, batch)
+
+    _, outputs = jax.lax.scan(one_batch, None, indices)
+    return outputs
+
+  rep = mesh_lib.replicated(mesh)
+  return jax.jit(evaluate,
+                 in_shardings=(rep, rep, rep, mesh_lib.batch_sharded(mesh, leading_axes=1)),
+                 out_shardings=mesh_lib.batch_sharded(mesh, leading_axes=1))

@@ -1,0 +1,84 @@
+"""The workdir contract: one experiment per directory; the same command resumes it.
+
+`config.json` records the resolved config. Running a different config in a workdir
+that already holds one is refused (naming the differing fields) unless the caller asks
+to overwrite, which removes only what a run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import ml_collections
+
+from research.errors import WorkdirError
+from research.training.writers import atomic_write_json
+
+CONFIG_FILE = "config.json"
+RUN_OUTPUTS = ("checkpoints", "checkpoints_best", "tensorboard", "metrics.jsonl",
+               "result.json", "evaluation.json", CONFIG_FILE)
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as JSON-compatible data (tuples become lists)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    key = f"{prefix}{k}"
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  a, b = _flatten(old), _flatten(new)
+  missing = object()
+  return [f"config.{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+          for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+
+
+def read_config(workdir: str) -> dict[str, Any] | None:
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise WorkdirError(f"{path} is not valid JSON ({e}); pass --overwrite to start this "
+                       "workdir over, or use another --workdir.") from e
+
+
+def check(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
+  """Raises if the workdir holds a different experiment (and overwrite is off)."""
+  old = read_config(workdir)
+  if old is None or overwrite:
+    return
+  diffs = config_differences(old, config_to_dict(config))
+  if diffs:
+    shown = "\n  ".join(diffs[:10]) + ("\n  ..." if len(diffs) > 10 else "")
+    raise WorkdirError(
+        f"workdir {workdir} holds a different config ({len(diffs)} field(s) differ):\n  "
+        f"{shown}\nUse another --workdir, or pass --overwrite to discard that run.")
+
+
+def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> None:
+  """Creates the workdir (or clears a run's outputs on overwrite) and writes config.json."""
+  check(workdir, config, overwrite)
+  if overwrite:
+    for name in RUN_OUTPUTS:
+      path = os.path.join(workdir, name)
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif os.path.exists(path):
+        os.remove(path)
+  os.makedirs(workdir, exist_ok=True)
+  atomic_write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))

@@ -33,6 +33,17 @@ EXIT_BAD_INPUT = 2
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, after a clean checkpoint
 
 
+def report_error(message: str) -> int:
+  """Prints `error: <message>` to stderr and returns EXIT_BAD_INPUT.
+
+  A multi-line message (e.g. the list of config fields that differ) keeps its lines but
+  indents them, so exactly one line starts with `error:` for a user or script to find.
+  """
+  lines = str(message).splitlines() or [""]
+  print("error: " + "\n  ".join(lines), file=sys.stderr)
+  return EXIT_BAD_INPUT
+
+
 def list_experiments() -> str:
   from research.report.table import markdown_table
   rows = []
@@ -57,16 +68,19 @@ class _QuietLibraries(pylogging.Filter):
 def main(argv) -> int:
   del argv
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  from research.errors import UserError
-  from research.report.table import results_table
-  from research.training import loop
-
   if _LIST.value:
     print(list_experiments())
     return 0
   if _CONFIG.value is None or not _WORKDIR.value:
-    raise app.UsageError("--config=experiments/NAME.py and --workdir=DIR are required "
-                         "(or --list).")
+    missing = [name for name, absent in (("--config", _CONFIG.value is None),
+                                         ("--workdir", not _WORKDIR.value)) if absent]
+    return report_error(f"{' and '.join(missing)} missing: pass --config=experiments/NAME.py and "
+                        "--workdir=DIR (or --list to see the experiments).")
+  # Imported here, not at the top, so that a bad flag is reported before JAX loads.
+  from research.errors import UserError
+  from research.report.table import results_table
+  from research.training import loop
+
   config = _CONFIG.value
   try:
     if _MODE.value == "evaluate":
@@ -79,11 +93,22 @@ def main(argv) -> int:
     print(str(e), file=sys.stderr)
     return EXIT_PREEMPTED
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return EXIT_BAD_INPUT
+    return report_error(str(e))
   print(f"\nResults ({_WORKDIR.value}, step {result['step']}):")
   print(results_table(result))
   return 0
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with a bad flag reported like any other bad input.
+
+  absl's default prints `FATAL Flags parsing error` and exits 1, which scripts cannot tell
+  from a crash; a mistyped `--workdirr` is the user's to fix, so it gets exit code 2.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(report_error(f"{e} (`python -m launch.main --helpshort` lists the flags)"))
 
 
 def run() -> None:
@@ -91,9 +116,8 @@ def run() -> None:
   try:
     overrides.validate_flags(sys.argv[1:])
   except UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-  app.run(lambda argv: sys.exit(main(argv)))
+    sys.exit(report_error(str(e)))
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,12 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   """`path/to/exp.py[:variant]` -> the experiment's config."""
   path, _, arg = spec.partition(":")
   module = load_module(path)
-  return module.get_config(arg) if arg else module.get_config()
+  try:
+    return module.get_config(arg) if arg else module.get_config()
+  except ValueError as e:
+    # By convention get_config raises ValueError for a variant it does not know (`:tny`):
+    # that is a typo on the command line, not a bug, so it gets one line, not a traceback.
+    raise ConfigError(f"--config={spec}: {e}") from None
 
 
 def _flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

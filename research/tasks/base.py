@@ -88,7 +88,7 @@ class Task(abc.ABC):
       return loss + penalty(params, self.l1, self.l2), (sums, model_state)
 
     grads, (sums, model_state) = jax.grad(objective, has_aux=True)(state.params)
-    sums = dict(sums, grad_norm=optax.global_norm(grads) * sums["count"])
+    sums = dict(sums, grad_norm=optax.tree.norm(grads) * sums["count"])
     return state.apply_gradients(grads=grads, model_state=model_state), sums
 
   # -- evaluation -------------------------------------------------------------------

@@ -9,6 +9,7 @@ boundaries. The loop never branches on the model or task.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -196,6 +197,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     state, meta, step = restored
     logging.info("Resumed from %s at step %d.", ckpt.latest_dir, step)
   step = int(jax.device_get(state.step))
+  finished = step >= exp.total_steps or meta["stopped_early"]
+  result_path = os.path.join(workdir, "result.json")
+  if finished and os.path.exists(result_path) and (not test or "test" in _read_json(result_path)):
+    ckpt.close()
+    logging.info("%s already holds a finished run (step %d): nothing to do.", workdir, step)
+    return _read_json(result_path)
 
   writer = MetricWriter(workdir, resume_step=step)
   order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size, config.seed)
@@ -257,7 +264,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     if test:
       writer.write(step, "test", result["test"])
     if jax.process_index() == 0:
-      atomic_write_json(os.path.join(workdir, "result.json"), result)
+      atomic_write_json(result_path, result)
     return result
   finally:
     progress.close()
@@ -265,22 +272,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     ckpt.close()
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, best: bool = False) -> dict[str, Any]:
-  """Evaluates the newest (or best) checkpoint of a workdir on validation and test."""
+def restore_state(config: ml_collections.ConfigDict, workdir: str,
+                  best: bool = False) -> tuple[Experiment, tasks.TrainState, int]:
+  """The experiment and its newest (or best) checkpointed state, for evaluation or analysis."""
   exp = build(config)
   workdir_lib.check(workdir, config, overwrite=False)
   ckpt = checkpoint.Checkpointer(workdir)
-  state = init_state(exp)
-  restored = ckpt.restore(checkpoint.abstract_like(state), best=best)
+  try:
+    restored = ckpt.restore(checkpoint.abstract_like(init_state(exp)), best=best)
+  finally:
+    ckpt.close()
   if restored is None:
     raise CheckpointError(f"no checkpoint in {ckpt.best_dir if best else ckpt.latest_dir}: "
                           "train first (--mode=train) or point --workdir at a trained run.")
   state, _, step = restored
+  return exp, state, step
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, best: bool = False) -> dict[str, Any]:
+  """Evaluates the newest (or best) checkpoint of a workdir on validation and test."""
+  exp, state, step = restore_state(config, workdir, best)
   device_splits = {n: batching.put_split(s, exp.mesh) for n, s in exp.dataset.splits.items()}
   evaluate_split = Evaluator(exp, device_splits)
   result = {"step": step, "checkpoint": "best" if best else "latest",
             "validation": evaluate_split(state, "validation"), "test": evaluate_split(state, "test")}
-  ckpt.close()
   if jax.process_index() == 0:
     atomic_write_json(os.path.join(workdir, "evaluation.json"), result)
   return result
@@ -299,6 +314,11 @@ def _final_evaluation(exp, state, ckpt, evaluate_split, meta, step, test) -> dic
   if test:
     result["test"] = evaluate_split(state, "test")
   return result
+
+
+def _read_json(path: str) -> dict[str, Any]:
+  with open(path) as f:
+    return json.load(f)
 
 
 def _example_batch(exp: Experiment, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:

@@ -1,8 +1,9 @@
 """Optimizers and learning-rate schedules from config strings, on optax.
 
 `make_optimizer(config.optimizer, config.schedule, total_steps)` returns one
-`optax.GradientTransformation`: [clip by global norm] -> optimizer -> [weight decay],
-with the learning rate a schedule. L1/L2 penalties are terms of the loss, not of
+`optax.GradientTransformation`: [clip by global norm] -> [weight decay added to the
+gradient] -> optimizer, with the learning rate a schedule (AdamW decays inside its own
+update instead). L1/L2 penalties are terms of the loss, not of
 the optimizer (see `penalty`), so that "L2 regularisation" means what textbooks
 mean; decoupled weight decay is `optimizer.weight_decay`.
 """
@@ -67,12 +68,19 @@ def make_schedule(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigDi
     if every > 0:
       main = optax.exponential_decay(lr, every, sched.decay_rate, staircase=True)
     else:
-      bounds = [int(b * total_steps) if b <= 1 else int(b) for b in sched.boundaries]
+      # round, not int: 0.29 * 100 is 28.999... in floating point.
+      bounds = [round(b * total_steps) if b <= 1 else int(b) for b in sched.boundaries]
       if not bounds:
         raise ConfigError("config.schedule.name='step' needs config.schedule.boundaries "
                           "(e.g. (0.5, 0.75)) or config.schedule.decay_every_steps > 0.")
-      main = optax.piecewise_constant_schedule(
-          lr, {max(b - warmup, 1): sched.decay_rate for b in bounds})
+      # Boundaries are absolute steps; `main` runs on the clock after warmup. Boundaries
+      # that coincide (or fall inside warmup) must compound, not overwrite one another
+      # as dict keys would.
+      scales: dict[int, float] = {}
+      for b in bounds:
+        key = max(b - warmup, 0)
+        scales[key] = scales.get(key, 1.0) * float(sched.decay_rate)
+      main = optax.piecewise_constant_schedule(lr, scales)
   elif name == "exponential":
     every = int(sched.get("decay_every_steps", 0)) or decay_steps
     main = optax.exponential_decay(lr, every, sched.decay_rate)
@@ -83,7 +91,10 @@ def make_schedule(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigDi
   elif name in ("cosine", "warmup_cosine"):
     main = optax.cosine_decay_schedule(lr, decay_steps, alpha=sched.alpha)
   elif name == "rsqrt":
-    main = lambda step: lr * jax.lax.rsqrt(jnp.maximum(step, 1.0) / max(warmup, 1))
+    # lr * sqrt(warmup / step) on the absolute step. After a warmup, join_schedules
+    # passes `step - warmup`, so add it back: otherwise the LR jumps to lr*sqrt(warmup).
+    main = lambda step: lr * jax.lax.rsqrt(
+        jnp.maximum(step + warmup, 1.0) / max(warmup, 1))
   if warmup:
     return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
   return main
@@ -119,10 +130,23 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
   elif name == "rmsprop":
     tx = optax.rmsprop(lr, decay=opt.b2 if opt.b2 < 1 else 0.9, eps=opt.eps,
                        momentum=opt.momentum or None)
+  elif name == "sm3":
+    # optax.sm3 takes a scalar LR only (it negates it): apply the schedule after it.
+    tx = optax.chain(optax.sm3(1.0, momentum=opt.momentum), optax.scale_by_schedule(lr))
+  elif name == "rprop":
+    # Rprop's learning_rate is the initial per-parameter step size, which it then adapts
+    # from gradient signs; it must be a number, and a schedule would mean nothing.
+    if sched.name != "constant" or int(sched.get("warmup_steps", 0)):
+      raise ConfigError("config.optimizer.name='rprop' adapts its own step sizes: use "
+                        "config.schedule.name='constant' with warmup_steps=0.")
+    tx = optax.rprop(float(opt.learning_rate))
   elif name in OPTIMIZER_NAMES:
     factory = getattr(optax, name)
     accepted = inspect.signature(factory).parameters
     kwargs = {k: opt[k] for k in ("b1", "b2", "eps", "momentum") if k in accepted}
+    if "key" in accepted:
+      # noisy_sgd: a fixed noise key keeps runs reproducible (optax warns without one).
+      kwargs["key"] = 0
     tx = factory(lr, **kwargs)
   else:
     raise ConfigError(unknown_name_message("optimizer", name, list(OPTIMIZER_NAMES),

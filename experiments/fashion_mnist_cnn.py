@@ -1,0 +1,17 @@
+"""Fashion-MNIST: the Keras MNIST CNN, Adam 1e-3, batch 64, 5 epochs.
+
+Reads the IDX files from /usr/share/datasets/fashion-mnist
+(apt-get install dataset-fashion-mnist) or TFDS `fashion_mnist`.
+"""
+
+import ml_collections
+
+from experiments._mnist_family import apply_variant, mnist_family_config
+
+REFERENCE = dict(
+    metric="test/accuracy", value=0.91, goal=">=",
+    source="Fashion-MNIST benchmark (Xiao et al. 2017, zalandoresearch/fashion-mnist README): 2-layer CNNs 91-92%")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return apply_variant(mnist_family_config("fashion_mnist", "cnn"), arg)

@@ -1,0 +1,537 @@
+r"""Times the framework's compiled train steps against the PyTorch reference, in one run.
+
+  python -m launch.bench --workload=seed_mlp,seed_cnn,seed_cnn_b1024 --device=cpu \
+      --json=bench.jsonl
+  python -m launch.bench --device=cuda --torch_reference=.carry/torch_reference.py
+
+For each workload the train step is built the way `launch.main` builds it (the experiment's
+config, `loop.build`, `loop.init_state`, `steps.make_train_chunk`), on MNIST-shaped random
+uint8 images written as IDX files to a temporary directory: the benchmark needs no dataset
+and still goes through the real data path. The step is timed like `torch_reference.py` times
+its own (warm-up steps, then `--windows` windows of `--steps` steps, synchronising only at a
+window's end; the median window counts). The reference's own workload function (imported from
+`--torch_reference`) builds the same workload in this process, and its windows take turns with
+ours, so ratio = torch ms / framework ms (> 1: we are faster) compares like with like even on
+a machine that something else is using. Only same-run ratios mean anything.
+
+The loop-overhead part runs the real `loop.train_and_evaluate` (progress, metric fetches,
+jsonl/TensorBoard writes at log intervals, host-side batch indices) and compares its per-step
+time between log intervals with a bare Python loop of the same compiled chunk on the same
+batches. Results: a table on stdout, one JSON line per measurement in `--json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import gzip
+import importlib
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import struct
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Sequence
+
+from absl import app, flags, logging
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """A torch_reference.py workload and the experiment recipe that runs the same thing."""
+  experiment: str  # module under experiments/
+  batch_size: int
+
+
+WORKLOADS: dict[str, Workload] = {
+    "seed_mlp": Workload("mnist_mlp", 64),
+    "seed_cnn": Workload("mnist_cnn", 64),
+    "seed_cnn_b1024": Workload("mnist_cnn", 1024),
+}
+
+_WORKLOAD = flags.DEFINE_list("workload", list(WORKLOADS),
+                              f"Comma-separated workloads: {', '.join(WORKLOADS)}.")
+_DEVICE = flags.DEFINE_enum("device", "cpu", ["cpu", "cuda"], "Where both frameworks run.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Steps per timing window (torch_reference: 20); "
+                              "rounded up to a multiple of steps_per_dispatch.")
+_WARMUP = flags.DEFINE_integer("warmup", 5, "Warm-up steps after compilation.")
+_WINDOWS = flags.DEFINE_integer("windows", 5, "Timing windows; the median counts.")
+_DISPATCH = flags.DEFINE_list(
+    "steps_per_dispatch", ["recipe", "1", "8"],
+    "Steps per compiled call to time for each workload; 'recipe' = the experiment's own.")
+_TORCH = flags.DEFINE_bool("torch", True, "Run the PyTorch reference too (needs torch).")
+_TORCH_REFERENCE = flags.DEFINE_string(
+    "torch_reference", "../shared/bench/torch_reference.py",
+    "Path of torch_reference.py; relative paths are relative to the repository root.")
+_LOOP = flags.DEFINE_bool("loop", True, "Measure the training loop's overhead too.")
+_LOOP_INTERVALS = flags.DEFINE_integer(
+    "loop_intervals", 5, "Log intervals timed in the loop-overhead part (after the first, "
+    "which holds compilation).")
+_LOOP_INTERVAL_S = flags.DEFINE_float(
+    "loop_interval_s", 2.0, "Shorten the recipe's log interval to about this many seconds of "
+    "training when its steps are slow, so the loop part ends in reasonable time.")
+_LOOP_REPEATS = flags.DEFINE_integer(
+    "loop_repeats", 2, "Runs of the real loop, alternating with runs of the bare loop.")
+_NUM_TRAIN = flags.DEFINE_integer("num_train", 12000, "Random training images to generate.")
+_JSON = flags.DEFINE_string("json", None, "Append one JSON line per measurement to this file.")
+
+
+# ----------------------------------------------------------------------------- environment
+
+def cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def environment() -> dict[str, Any]:
+  """Versions and device, recorded with every result: a number without them means little."""
+  import flax
+  import jax
+  import jaxlib
+  import optax
+  device = jax.devices()[0]
+  return {
+      "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+      "jax_version": jax.__version__, "jaxlib_version": jaxlib.__version__,
+      "flax_version": flax.__version__, "optax_version": optax.__version__,
+      "backend": jax.default_backend(),
+      "device_name": device.device_kind if device.platform != "cpu" else cpu_model(),
+      "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+  }
+
+
+# ----------------------------------------------------------------------------- data
+
+def _write_idx(path: str, array: Any) -> None:
+  payload = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+  with open(path, "wb") as f:
+    f.write(gzip.compress(payload + array.tobytes(), compresslevel=1))
+
+
+def write_random_mnist(directory: str, num_train: int, num_test: int = 1000, seed: int = 0) -> str:
+  """Upstream-named MNIST IDX files of random images and labels.
+
+  Writing files (instead of handing the loop an in-memory Dataset) lets the benchmark call the
+  unmodified `loop.build` / `loop.train_and_evaluate`, so it times exactly what users run.
+  """
+  import numpy as np
+  from research.data import mnist
+  rng = np.random.default_rng(seed)
+  for split, n in (("train", num_train), ("test", num_test)):
+    images_file, labels_file = mnist.FILES[split]
+    _write_idx(os.path.join(directory, images_file),
+               rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8))
+    _write_idx(os.path.join(directory, labels_file),
+               rng.integers(0, 10, size=(n,), dtype=np.uint8))
+  return directory
+
+
+def make_config(name: str, data_dir: str, steps_per_dispatch: int | None = None):
+  """The workload's experiment config on the random files, batch size as the reference's."""
+  workload = WORKLOADS[name]
+  config = importlib.import_module(f"experiments.{workload.experiment}").get_config()
+  config.dataset.source = "local"
+  config.dataset.data_dir = data_dir
+  config.train.batch_size = workload.batch_size
+  if steps_per_dispatch:
+    config.train.steps_per_dispatch = steps_per_dispatch
+  return config
+
+
+# ----------------------------------------------------------------------------- timing
+
+class CompiledStep:
+  """The experiment's compiled chunk of `steps_per_dispatch` train steps, with its inputs.
+
+  Built through `loop.build` / `loop.init_state` / `steps.make_train_chunk`, as the loop
+  builds it. Index blocks are put on the device before timing, as the reference's data are:
+  this times the step; the loop-overhead part times the host-side work around it.
+  """
+
+  def __init__(self, config):
+    import jax
+    from research.training import batching, loop, mesh as mesh_lib, steps
+    self.exp = exp = loop.build(config)
+    self.k = config.train.steps_per_dispatch
+    self.batch_size = config.train.batch_size
+    self.train = batching.put_split(exp.dataset.splits["train"], exp.mesh)
+    self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), self.batch_size,
+                                     config.seed)
+    self.key = jax.random.key(config.seed + 1)
+    self.chunk = steps.make_train_chunk(exp.task, exp.mesh)
+    self.state = loop.init_state(exp)
+    split = exp.dataset.splits["train"]
+    example = {"inputs": jax.ShapeDtypeStruct((self.batch_size,) + split.inputs.shape[1:],
+                                              split.inputs.dtype),
+               "labels": jax.ShapeDtypeStruct((self.batch_size,), split.labels.dtype)}
+    self.metric_names = tuple(jax.eval_shape(
+        lambda s, b: exp.task.train_step(s, b, self.key)[1], self.state, example))
+    self.totals = steps.init_totals(self.metric_names)
+    self._index_sharding = mesh_lib.batch_sharded(exp.mesh, leading_axes=1)
+    self.blocks: list[Any] = []
+    self.calls = 0
+
+  @property
+  def num_params(self) -> int:
+    import jax
+    return sum(x.size for x in jax.tree.leaves(self.state.params))
+
+  def put_blocks(self, num_calls: int) -> None:
+    """Index blocks of steps 0 .. num_calls*k - 1 on the device; `run` cycles through them."""
+    import jax
+    self.blocks = [jax.device_put(self.order.block(i * self.k, self.k), self._index_sharding)
+                   for i in range(num_calls)]
+    self.calls = 0
+
+  def run(self) -> None:
+    block = self.blocks[self.calls % len(self.blocks)]
+    self.state, self.totals = self.chunk(self.state, self.totals, self.train, block, self.key)
+    self.calls += 1
+
+  def sync(self) -> None:
+    import jax
+    jax.block_until_ready((self.state, self.totals))
+
+  def check_finite(self, what: str) -> None:
+    import jax
+    host = jax.device_get(self.totals)
+    loss = float(host["loss"]) / max(float(host["count"]), 1.0)
+    if not math.isfinite(loss):
+      raise RuntimeError(f"{what}: non-finite training loss {loss}")
+
+
+class TorchStep:
+  """One workload of torch_reference.py, built by the reference's own workload function.
+
+  Importing the reference (rather than running its CLI) lets its windows interleave with
+  ours, so a busy machine slows both alike and the ratio stays meaningful. What its `main`
+  sets for CUDA (TF32, cudnn.benchmark) is set here the same way.
+  """
+  k = 1
+
+  def __init__(self, reference: Any, name: str, device: str):
+    import argparse
+    self.ref, self.torch = reference, reference.torch
+    self.dev = self.torch.device(device)
+    if self.dev.type == "cuda":
+      self.torch.backends.cuda.matmul.allow_tf32 = True
+      self.torch.backends.cudnn.allow_tf32 = True
+      self.torch.backends.cudnn.benchmark = True
+    args = argparse.Namespace(wrap=lambda m: m, compile=False, quick=False, peak_tflops=989.0)
+    self.torch.manual_seed(0)
+    self.batch_size, self.step, model, _ = reference.WORKLOADS[name](self.dev, args)
+    model.train()
+    self.num_params = sum(p.numel() for p in model.parameters())
+    self.name = name
+    self.loss = None
+
+  def run(self) -> None:
+    self.loss = self.step()
+
+  def sync(self) -> None:
+    self.ref.sync(self.dev)
+
+  def check_finite(self, what: str) -> None:
+    if not math.isfinite(float(self.loss.detach())):
+      raise RuntimeError(f"{what}: non-finite training loss")
+
+  def record(self, ms: Sequence[float]) -> dict[str, Any]:
+    """A row like torch_reference.measure's, from windows timed here."""
+    median = statistics.median(ms)
+    cuda = self.dev.type == "cuda"
+    return {
+        "workload": self.name, "framework": "torch", "torch_version": self.torch.__version__,
+        "device": self.dev.type,
+        "device_name": self.torch.cuda.get_device_name() if cuda else cpu_model(),
+        "threads": self.torch.get_num_threads(), "compile": False,
+        "dtype": "bf16-autocast" if cuda and self.name in self.ref.BF16 else "fp32",
+        "batch": self.batch_size, "params": self.num_params,
+        "step_ms_median": round(median, 4), "step_ms_min": round(min(ms), 4),
+        "step_ms_max": round(max(ms), 4), "examples_per_s": round(self.batch_size / median * 1e3, 1),
+    }
+
+
+def torch_reference_path(path: str) -> str:
+  """`path` itself if absolute, else relative to the repository root (not the cwd)."""
+  return path if os.path.isabs(path) else os.path.normpath(os.path.join(REPO_ROOT, path))
+
+
+def load_torch_reference(path: str) -> Any:
+  """Imports torch_reference.py from `path` (it is a script, not an installed module)."""
+  spec = importlib.util.spec_from_file_location("torch_reference", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def time_interleaved(candidates: Sequence[Any], steps: int, warmup: int,
+                     windows: int) -> list[list[float]]:
+  """ms per step of each window of each candidate, timed as torch_reference.measure does.
+
+  Per candidate: `warmup` steps, then windows of `steps` steps that synchronise with the device
+  only at their end (so asynchronous dispatch overlaps as in training). The candidates take
+  turns window by window, in a rotating order, so that load from elsewhere on a shared machine
+  falls on all of them alike.
+  """
+  calls = [max(1, math.ceil(steps / c.k)) for c in candidates]
+  for c in candidates:
+    for _ in range(math.ceil(warmup / c.k)):
+      c.run()
+    c.sync()
+  result: list[list[float]] = [[] for _ in candidates]
+  for w in range(windows):
+    for j in range(len(candidates)):
+      i = (j + w) % len(candidates)
+      c = candidates[i]
+      start = time.perf_counter()
+      for _ in range(calls[i]):
+        c.run()
+      c.sync()
+      result[i].append((time.perf_counter() - start) / (calls[i] * c.k) * 1e3)
+  return result
+
+
+def bench_workload(name: str, data_dir: str, dispatch: Sequence[int], reference: Any | None,
+                   device: str, steps: int, warmup: int, windows: int) -> list[dict[str, Any]]:
+  """Framework rows (one per steps_per_dispatch), then the torch row if a reference is given."""
+  recipe_k = make_config(name, data_dir).train.steps_per_dispatch
+  ours, compile_s = [], []
+  for k in dispatch:
+    step = CompiledStep(make_config(name, data_dir, k))
+    calls = math.ceil(warmup / k) + windows * max(1, math.ceil(steps / k)) + 1
+    step.put_blocks(calls)
+    start = time.perf_counter()
+    step.run()  # compiles
+    step.sync()
+    compile_s.append(time.perf_counter() - start)
+    ours.append(step)
+  candidates: list[Any] = list(ours)
+  if reference is not None:
+    candidates.append(TorchStep(reference, name, device))
+  ms = time_interleaved(candidates, steps, warmup, windows)
+  for c in candidates:
+    c.check_finite(name)
+  rows = []
+  for step, c_s, step_ms in zip(ours, compile_s, ms):
+    median = statistics.median(step_ms)
+    rows.append({
+        "workload": name, "framework": "research", "experiment": WORKLOADS[name].experiment,
+        "batch": step.batch_size, "steps_per_dispatch": step.k,
+        "recipe_steps_per_dispatch": recipe_k, "precision": step.exp.config.precision,
+        "params": step.num_params, "compile_s": round(c_s, 3),
+        "step_ms_median": round(median, 4), "step_ms_min": round(min(step_ms), 4),
+        "step_ms_max": round(max(step_ms), 4),
+        "examples_per_s": round(step.batch_size / median * 1e3, 1),
+        "windows_ms": [round(x, 4) for x in step_ms],
+    })
+  if reference is not None:
+    torch_row = candidates[-1].record(ms[-1])
+    torch_row["windows_ms"] = [round(x, 4) for x in ms[-1]]
+    for row in rows:
+      row["torch_step_ms_median"] = torch_row["step_ms_median"]
+      row["torch_version"] = torch_row["torch_version"]
+      row["ratio"] = round(torch_row["step_ms_median"] / row["step_ms_median"], 3)
+    rows.append(torch_row)
+  return rows
+
+
+# ----------------------------------------------------------------------------- loop overhead
+
+def _loop_interval(recipe_every: int, k: int, step_ms: float, target_s: float) -> int:
+  """The recipe's log interval, cut to about target_s of training; a multiple of k."""
+  cap = int(target_s * 1e3 / max(step_ms, 1e-6))
+  return max(k, min(recipe_every, cap) // k * k)
+
+
+def loop_overhead(name: str, data_dir: str, step_ms: float, intervals: int, interval_s: float,
+                  repeats: int) -> dict[str, Any]:
+  """Per-step time of `loop.train_and_evaluate` between log intervals vs a bare loop.
+
+  The loop runs (intervals + 1) log intervals with evaluation and checkpointing only at the
+  end; its own progress meter writes steps_per_s to metrics.jsonl at each log interval, and
+  the first interval (compilation) is dropped. The bare loop dispatches the same compiled chunk
+  on the same batch indices (put on the device beforehand) and times the same intervals.
+  Bare and real loops alternate (bare, loop, bare, ... `repeats` loops) so that other load on
+  the machine falls on both.
+  """
+  from research.training import loop
+  config = make_config(name, data_dir)
+  k = config.train.steps_per_dispatch
+  every = _loop_interval(config.train.log_every_steps, k, step_ms, interval_s)
+  total = every * (intervals + 1)
+  config.train.num_epochs = 0.0
+  config.train.num_steps = total
+  config.train.log_every_steps = every
+  config.train.eval_every_steps = total
+  config.train.checkpoint_every_steps = total
+
+  bare = CompiledStep(config)
+  bare.put_blocks(total // k)
+
+  def run_bare() -> list[float]:
+    bare.calls = 0
+    for _ in range(every // k):  # the interval the loop spends compiling: not timed
+      bare.run()
+    bare.sync()
+    ms = []
+    for _ in range(intervals):
+      start = time.perf_counter()
+      for _ in range(every // k):
+        bare.run()
+      bare.sync()
+      ms.append((time.perf_counter() - start) / every * 1e3)
+    return ms
+
+  def run_loop() -> tuple[list[float], float]:
+    with tempfile.TemporaryDirectory(prefix="bench_loop_") as workdir:
+      start = time.perf_counter()
+      loop.train_and_evaluate(config, workdir, overwrite=True, test=False)
+      wall_s = time.perf_counter() - start
+      with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        records = [json.loads(l) for l in f if l.strip()]
+    rates = [r["steps_per_s"] for r in records if r.get("split") == "train"]
+    return [1e3 / r for r in rates[1:]], wall_s
+
+  bare_ms, loop_ms, walls = run_bare(), [], []
+  for _ in range(repeats):
+    ms, wall_s = run_loop()
+    loop_ms += ms
+    walls.append(wall_s)
+    bare_ms += run_bare()
+  loop_median, bare_median = statistics.median(loop_ms), statistics.median(bare_ms)
+  return {
+      "workload": name, "framework": "research", "measurement": "loop_overhead",
+      "batch": config.train.batch_size, "steps_per_dispatch": k, "log_every_steps": every,
+      "intervals": len(loop_ms), "loop_wall_s": [round(w, 2) for w in walls],
+      "loop_step_ms_median": round(loop_median, 4), "bare_step_ms_median": round(bare_median, 4),
+      "loop_step_ms_min": round(min(loop_ms), 4), "bare_step_ms_min": round(min(bare_ms), 4),
+      "overhead_pct": round((loop_median / bare_median - 1) * 100, 2),
+      "overhead_pct_of_min": round((min(loop_ms) / min(bare_ms) - 1) * 100, 2),
+      "loop_intervals_ms": [round(x, 4) for x in loop_ms],
+      "bare_intervals_ms": [round(x, 4) for x in bare_ms],
+  }
+
+
+# ----------------------------------------------------------------------------- main
+
+def _dispatch_values(name: str, data_dir: str, values: Sequence[str]) -> list[int]:
+  recipe = make_config(name, data_dir).train.steps_per_dispatch
+  out: list[int] = []
+  for v in values:
+    k = recipe if v == "recipe" else int(v)
+    if k <= 0:
+      raise app.UsageError(f"--steps_per_dispatch values must be > 0 or 'recipe', got {v!r}")
+    if k not in out:
+      out.append(k)
+  return out
+
+
+def _emit(row: dict[str, Any], path: str | None) -> None:
+  print(json.dumps(row), flush=True)
+  if path:
+    with open(path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+
+
+def run_bench(workloads: Sequence[str], device: str, dispatch: Sequence[str], steps: int,
+              warmup: int, windows: int, torch_reference: str | None, loop: bool,
+              loop_intervals: int = 5, loop_interval_s: float = 2.0, loop_repeats: int = 2,
+              num_train: int = 12000, json_path: str | None = None) -> list[dict[str, Any]]:
+  """Every measurement of the benchmark, as records (also printed as JSON lines).
+
+  `torch_reference`: path of torch_reference.py, or None to time the framework alone.
+  """
+  unknown = [w for w in workloads if w not in WORKLOADS]
+  if unknown:
+    raise app.UsageError(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
+  reference = load_torch_reference(torch_reference) if torch_reference else None
+  env = environment()
+  rows: list[dict[str, Any]] = []
+  with tempfile.TemporaryDirectory(prefix="bench_mnist_") as data_dir:
+    write_random_mnist(data_dir, num_train)
+    for name in workloads:
+      step_rows = bench_workload(name, data_dir, _dispatch_values(name, data_dir, dispatch),
+                                 reference, device, steps, warmup, windows)
+      for row in step_rows:
+        row.update(env if row["framework"] == "research" else {"date": env["date"]})
+        _emit(row, json_path)
+      rows += step_rows
+      if loop:
+        recipe_row = next(r for r in step_rows if r["framework"] == "research"
+                          and r["steps_per_dispatch"] == r["recipe_steps_per_dispatch"])
+        row = {**loop_overhead(name, data_dir, recipe_row["step_ms_median"], loop_intervals,
+                               loop_interval_s, loop_repeats), **env}
+        rows.append(row)
+        _emit(row, json_path)
+  return rows
+
+
+def format_tables(rows: Sequence[dict[str, Any]]) -> str:
+  from research.report.table import markdown_table
+  steps_rows, loop_rows = [], []
+  for r in rows:
+    if r["framework"] == "torch":
+      continue
+    if r.get("measurement") == "loop_overhead":
+      loop_rows.append([r["workload"], r["batch"], r["steps_per_dispatch"], r["log_every_steps"],
+                        f"{r['loop_step_ms_median']:.3f}", f"{r['bare_step_ms_median']:.3f}",
+                        f"{r['overhead_pct']:+.1f}%"])
+    else:
+      k = r["steps_per_dispatch"]
+      torch_ms = r.get("torch_step_ms_median")
+      steps_rows.append([
+          r["workload"], r["batch"], f"{k}{' (recipe)' if k == r['recipe_steps_per_dispatch'] else ''}",
+          f"{r['step_ms_median']:.3f}", "-" if torch_ms is None else f"{torch_ms:.3f}",
+          "-" if torch_ms is None else f"{r['ratio']:.2f}x", f"{r['examples_per_s']:.0f}",
+          f"{r['compile_s']:.1f}"])
+  out = markdown_table(["workload", "batch", "steps/dispatch", "framework ms/step",
+                        "torch ms/step", "ratio torch/framework", "framework ex/s",
+                        "compile s"], steps_rows)
+  if loop_rows:
+    out += "\n\n" + markdown_table(["workload", "batch", "steps/dispatch", "log every",
+                                    "loop ms/step", "bare ms/step", "loop overhead"], loop_rows)
+  return out
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax
+  jax.config.update("jax_platforms", _DEVICE.value)
+  if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)  # experiments/ as a package, also when run from elsewhere
+  reference = None
+  if _TORCH.value:
+    reference = torch_reference_path(_TORCH_REFERENCE.value)
+    if not os.path.isfile(reference):
+      raise app.UsageError(f"--torch_reference={_TORCH_REFERENCE.value}: {reference} does not "
+                           "exist; point it at ../shared/bench/torch_reference.py or pass "
+                           "--notorch.")
+  rows = run_bench(_WORKLOAD.value, _DEVICE.value, _DISPATCH.value, _STEPS.value, _WARMUP.value,
+                   _WINDOWS.value, reference, _LOOP.value, _LOOP_INTERVALS.value,
+                   _LOOP_INTERVAL_S.value, _LOOP_REPEATS.value, _NUM_TRAIN.value, _JSON.value)
+  env = environment()
+  torch_rows = [r for r in rows if r["framework"] == "torch"]
+  torch_info = (f", torch {torch_rows[0]['torch_version']} ({torch_rows[0]['threads']} threads)"
+                if torch_rows else "")
+  print(f"\n{env['date']} {env['backend']}: {env['device_name']} x{env['device_count']} "
+        f"(cpu_count {env['cpu_count']}), jax {env['jax_version']}, flax {env['flax_version']}, "
+        f"optax {env['optax_version']}{torch_info}")
+  print(format_tables(rows))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,290 @@
+"""The training core: dispatch equivalence, multi-device equality, bit-exact resume,
+preemption, checkpoint fallback, non-finite loss, early stopping, and the outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from launch.overrides import load_config
+from research.errors import NonFiniteLossError
+from research.training import batching, checkpoint, loop
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_digits(**train):
+  config = load_config(os.path.join(ROOT, "experiments/digits_cnn.py:tiny"))
+  for key, value in train.items():
+    config.train[key] = value
+  return config
+
+
+def params_of(config, workdir, best=False):
+  _, state, step = loop.restore_state(config, workdir, best=best)
+  return jax.device_get(state.params), step
+
+
+def assert_trees_equal(a, b):
+  leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+  assert len(leaves_a) == len(leaves_b)
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+# -- data order ------------------------------------------------------------------------
+
+def test_epoch_order_is_a_pure_function_of_seed_and_step():
+  a, b = batching.EpochOrder(100, 10, seed=3), batching.EpochOrder(100, 10, seed=3)
+  np.testing.assert_array_equal(a.block(7, 5), b.block(7, 5))
+  np.testing.assert_array_equal(a.indices(12), b.block(12, 1)[0])
+  epoch0 = np.concatenate([a.indices(s) for s in range(10)])
+  assert sorted(epoch0) == list(range(100))  # a permutation: every example once per epoch
+  assert not np.array_equal(a.indices(0), a.indices(10))  # reshuffled each epoch
+  assert not np.array_equal(a.indices(0), batching.EpochOrder(100, 10, seed=4).indices(0))
+
+
+def test_eval_blocks_cover_each_example_once():
+  indices, mask = batching.eval_blocks(23, 8)
+  assert indices.shape == (3, 8)
+  assert sorted(indices[mask].tolist()) == list(range(23))
+
+
+# -- the compiled step -----------------------------------------------------------------
+
+def test_several_steps_per_dispatch_equal_one_step_per_dispatch(tmp_path):
+  one = tiny_digits(steps_per_dispatch=1)
+  four = tiny_digits(steps_per_dispatch=4)
+  r1 = loop.train_and_evaluate(one, str(tmp_path / "one"))
+  r4 = loop.train_and_evaluate(four, str(tmp_path / "four"))
+  p1, s1 = params_of(one, str(tmp_path / "one"))
+  p4, s4 = params_of(four, str(tmp_path / "four"))
+  assert s1 == s4 == 24
+  assert_trees_equal(p1, p4)
+  assert r1["test"]["accuracy"] == r4["test"]["accuracy"]
+
+
+_MULTI_DEVICE_SCRIPT = r"""
+import json, sys
+import jax, numpy as np
+from launch.overrides import load_config
+from research.training import loop
+config = load_config(sys.argv[1])
+config.train.batch_size = 32
+config.train.steps_per_dispatch = 2
+result = loop.train_and_evaluate(config, sys.argv[2])
+_, state, _ = loop.restore_state(config, sys.argv[2])
+leaves = [np.asarray(x).tolist() for x in jax.tree_util.tree_leaves(jax.device_get(state.params))]
+json.dump({"devices": jax.device_count(), "leaves": leaves,
+           "accuracy": result["test"]["accuracy"]}, open(sys.argv[3], "w"))
+"""
+
+
+def _run_on_devices(n, tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+  out = tmp_path / f"params_{n}.json"
+  subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT,
+                  os.path.join(ROOT, "experiments/digits_cnn.py:tiny"),
+                  str(tmp_path / f"work_{n}"), str(out)], cwd=ROOT, env=env, check=True,
+                 capture_output=True)
+  return json.loads(out.read_text())
+
+
+def test_eight_simulated_devices_match_one(tmp_path):
+  one, eight = _run_on_devices(1, tmp_path), _run_on_devices(8, tmp_path)
+  assert (one["devices"], eight["devices"]) == (1, 8)
+  for a, b in zip(one["leaves"], eight["leaves"]):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+  assert abs(one["accuracy"] - eight["accuracy"]) <= 0.01
+
+
+# -- resume, preemption, corrupt checkpoints --------------------------------------------
+
+RESUME_FLAGS = ["--config.train.num_steps=1200", "--config.train.checkpoint_every_steps=100",
+                "--config.train.eval_every_steps=400", "--config.train.log_every_steps=100",
+                "--config.train.steps_per_dispatch=1"]
+
+
+def _launch(workdir, *extra):
+  cmd = [sys.executable, "-m", "launch.main",
+         f"--config={os.path.join(ROOT, 'experiments/digits_cnn.py:tiny')}",
+         f"--workdir={workdir}", *RESUME_FLAGS, *extra]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def _finished_steps(workdir):
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def _interrupt(workdir, sig, after_step=200, timeout=120):
+  """Starts a run, sends `sig` once a checkpoint at >= after_step exists."""
+  proc = _launch(workdir)
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    steps = _finished_steps(workdir)
+    if steps and steps[-1] >= after_step:
+      proc.send_signal(sig)
+      break
+    if proc.poll() is not None:
+      break
+    time.sleep(0.01)
+  out, err = proc.communicate(timeout=timeout)
+  return proc.returncode, err
+
+
+def _resume(workdir):
+  proc = _launch(workdir)
+  out, err = proc.communicate(timeout=180)
+  assert proc.returncode == 0, err[-2000:]
+  return err
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("uninterrupted") / "run")
+  _resume(workdir)
+  config = _resume_config()
+  return params_of(config, workdir)[0], workdir
+
+
+def _resume_config():
+  config = tiny_digits(num_steps=1200, checkpoint_every_steps=100, eval_every_steps=400,
+                       log_every_steps=100, steps_per_dispatch=1)
+  return config
+
+
+def test_sigkill_then_resume_is_bit_exact(tmp_path, uninterrupted):
+  workdir = str(tmp_path / "killed")
+  code, _ = _interrupt(workdir, signal.SIGKILL)
+  assert code == -signal.SIGKILL, "the run finished before it could be killed"
+  killed_at = _finished_steps(workdir)[-1]
+  assert 200 <= killed_at < 1200
+  _resume(workdir)
+  params, step = params_of(_resume_config(), workdir)
+  assert step == 1200
+  assert_trees_equal(params, uninterrupted[0])
+  # metrics.jsonl holds each (step, split) once, even though steps past the kill ran twice.
+  records = [(r["step"], r["split"]) for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
+  assert len(records) == len(set(records))
+  assert records == [(r["step"], r["split"]) for r in
+                     read_jsonl(os.path.join(uninterrupted[1], "metrics.jsonl"))]
+
+
+def test_sigterm_saves_exits_143_and_resumes_bit_exact(tmp_path, uninterrupted):
+  workdir = str(tmp_path / "preempted")
+  code, err = _interrupt(workdir, signal.SIGTERM)
+  assert code == 143, err[-2000:]
+  assert "preempted" in err and "rerun the same command to resume" in err
+  saved = _finished_steps(workdir)[-1]
+  assert saved % 100 != 0 or saved >= 200  # a save at the signal, not only periodic ones
+  _resume(workdir)
+  assert_trees_equal(params_of(_resume_config(), workdir)[0], uninterrupted[0])
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, uninterrupted):
+  workdir = str(tmp_path / "corrupt")
+  code, _ = _interrupt(workdir, signal.SIGKILL, after_step=300)
+  assert code == -signal.SIGKILL
+  steps = _finished_steps(workdir)
+  latest = os.path.join(workdir, "checkpoints", str(steps[-1]))
+  for root, _, files in os.walk(latest):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"\x00garbage")
+  err = _resume(workdir)
+  assert "unreadable" in err and str(steps[-1]) in err
+  assert_trees_equal(params_of(_resume_config(), workdir)[0], uninterrupted[0])
+
+
+def test_rerunning_a_finished_run_does_not_retrain(tmp_path):
+  config = tiny_digits()
+  workdir = str(tmp_path / "run")
+  first = loop.train_and_evaluate(config, workdir)
+  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  second = loop.train_and_evaluate(config, workdir)
+  assert second == json.loads(json.dumps(first))
+  assert read_jsonl(os.path.join(workdir, "metrics.jsonl")) == records
+
+
+# -- failures and stopping -------------------------------------------------------------
+
+def test_nonfinite_loss_names_the_step_and_keeps_last_good_checkpoint(tmp_path):
+  config = load_config(os.path.join(ROOT, "experiments/diabetes_linreg.py:tiny"))
+  config.optimizer.learning_rate = 3.0  # gradient descent diverges geometrically
+  config.schedule.name = "constant"
+  config.dataset.standardize = True
+  config.train.num_steps = 400
+  config.train.checkpoint_every_steps = 2
+  config.train.eval_every_steps = 200
+  config.train.log_every_steps = 200
+  workdir = str(tmp_path / "nan")
+  with pytest.raises(NonFiniteLossError, match=r"at step (\d+)") as info:
+    loop.train_and_evaluate(config, workdir)
+  bad_step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+  saved = _finished_steps(workdir)
+  assert saved and saved[-1] < bad_step
+  params, step = params_of(config, workdir)
+  assert step == saved[-1]
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(params))
+
+
+def test_early_stopping_stops_and_tests_the_best_params(tmp_path):
+  config = load_config(os.path.join(ROOT, "experiments/iris_softmax.py:tiny"))
+  config.train.num_steps = 200
+  config.train.eval_every_steps = 5
+  config.train.log_every_steps = 5
+  config.train.early_stopping_patience = 2
+  config.train.early_stopping_min_delta = 10.0  # nothing counts as an improvement
+  workdir = str(tmp_path / "early")
+  result = loop.train_and_evaluate(config, workdir)
+  assert result["stopped_early"] and result["params"] == "best"
+  assert result["step"] == 15  # best at 5, no improvement at 10 and 15
+  assert result["best_step"] == 5
+  best, _ = params_of(config, workdir, best=True)
+  _, state, _ = loop.restore_state(config, workdir, best=True)
+  assert int(state.step) == 5
+
+
+# -- outputs ---------------------------------------------------------------------------
+
+def test_workdir_outputs_are_readable(tmp_path):
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+  config = tiny_digits()
+  workdir = str(tmp_path / "run")
+  result = loop.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, "result.json")) as f:
+    assert json.load(f)["test"]["accuracy"] == pytest.approx(result["test"]["accuracy"])
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["model"]["name"] == "small_cnn"
+  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  train = [r for r in records if r["split"] == "train"]
+  assert [r["step"] for r in train] == [8, 16, 24]
+  assert {"loss", "accuracy", "learning_rate", "steps_per_s", "examples_per_s"} <= set(train[0])
+  assert train[-1]["loss"] < train[0]["loss"]
+  events = EventAccumulator(os.path.join(workdir, "tensorboard"))
+  events.Reload()
+  losses = [e.value for e in events.Scalars("train/loss")]
+  assert losses == pytest.approx([r["loss"] for r in train])
+  assert "validation/accuracy" in events.Tags()["scalars"]
+  assert os.path.isdir(os.path.join(workdir, "checkpoints_best"))

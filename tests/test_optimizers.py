@@ -102,7 +102,8 @@ def test_most_optimizers_decrease_the_objective():
 # -- the named optimizers equal plain optax --------------------------------------------
 
 # Non-default hyperparameters, so a dropped one cannot go unnoticed.
-HP = dict(learning_rate=0.03, momentum=0.7, b1=0.8, b2=0.95, eps=1e-3, weight_decay=0.02)
+HP = dict(learning_rate=0.03, momentum=0.7, b1=0.8, b2=0.95, eps=1e-3, decay=0.8,
+          weight_decay=0.02)
 REFERENCE = {
     "sgd": lambda: optax.sgd(HP["learning_rate"]),
     "momentum": lambda: optax.sgd(HP["learning_rate"], momentum=HP["momentum"]),
@@ -112,9 +113,8 @@ REFERENCE = {
                                  weight_decay=HP["weight_decay"],
                                  mask=lambda p: jax.tree_util.tree_map(lambda x: x.ndim > 1, p)),
     "adagrad": lambda: optax.adagrad(HP["learning_rate"], eps=HP["eps"]),
-    # The config's b2 (second-moment decay) is RMSProp's decay.
-    "rmsprop": lambda: optax.rmsprop(HP["learning_rate"], decay=HP["b2"], eps=HP["eps"],
-                                     momentum=HP["momentum"]),
+    # Textbook RMSProp: the config's `decay`, no momentum.
+    "rmsprop": lambda: optax.rmsprop(HP["learning_rate"], decay=HP["decay"], eps=HP["eps"]),
 }
 
 
@@ -149,6 +149,24 @@ def test_hyperparameters_change_the_update():
   u1, _ = tx.update(grads2, s1, params)
   u2, _ = tx_default.update(grads2, s2, params)
   assert not np.allclose(u1["dense"]["kernel"], u2["dense"]["kernel"], rtol=1e-3)
+
+
+def test_scalar_lr_optimizers_with_schedules():
+  """optax.sm3 / optax.rprop reject a schedule as learning_rate; the factory copes."""
+  params = _params()
+  grads = jax.tree_util.tree_map(jnp.ones_like, params)
+  # sm3 follows the schedule: zero LR at the first warmup step, then a nonzero step.
+  opt, sched = _configs("sm3", schedule="cosine", learning_rate=0.1, warmup_steps=2)
+  tx = make_optimizer(opt, sched, TOTAL)
+  updates, state = tx.update(grads, tx.init(params), params)
+  assert float(optax.tree.norm(updates)) == 0.0
+  _, state = tx.update(grads, state, params)
+  updates, _ = tx.update(grads, state, params)
+  assert float(optax.tree.norm(updates)) > 0.0
+  # Rprop adapts its own step sizes: a schedule is refused rather than ignored.
+  opt, sched = _configs("rprop", schedule="cosine")
+  with pytest.raises(ConfigError, match="rprop"):
+    make_optimizer(opt, sched, TOTAL)
 
 
 def test_unknown_optimizer_suggests_close_name():

@@ -69,13 +69,15 @@ class BinaryClassification(Task):
 
   @staticmethod
   def _loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    # Labels of shape (N, 1) would broadcast against (N,) logits into an (N, N) loss
+    # without any error: flatten them to one target per example.
     return optax.sigmoid_binary_cross_entropy(logits[:, 0].astype(jnp.float32),
-                                              labels.astype(jnp.float32))
+                                              labels.reshape(-1).astype(jnp.float32))
 
   def loss_and_sums(self, params, model_state, batch: Batch, rng) -> tuple[jax.Array, tuple[Metrics, Any]]:
     logits, model_state = self.apply(params, model_state, batch["inputs"], rng, train=True)
     losses = self._loss(logits, batch["labels"])
-    correct = (logits[:, 0] > 0) == (batch["labels"] == 1)
+    correct = (logits[:, 0] > 0) == (batch["labels"].reshape(-1) == 1)
     sums = {"loss": losses.sum(), "accuracy": correct.sum(), "count": jnp.float32(len(losses))}
     return losses.mean(), (sums, model_state)
 

@@ -34,7 +34,11 @@ SCHEDULE_NAMES = ("constant", "step", "exponential", "polynomial", "cosine", "li
 
 def default_optimizer_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
-      name="adam", learning_rate=1e-3, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8,
+      name="adam", learning_rate=1e-3,
+      momentum=0.9,           # momentum / nesterov
+      b1=0.9, b2=0.999,       # adam / adamw
+      eps=1e-8,               # adam / adamw / adagrad / rmsprop
+      decay=0.9,              # rmsprop's moving average of squared gradients
       weight_decay=0.0, clip_norm=0.0, l1=0.0, l2=0.0))
 
 
@@ -128,8 +132,8 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
   elif name == "adagrad":
     tx = optax.adagrad(lr, eps=opt.eps)
   elif name == "rmsprop":
-    tx = optax.rmsprop(lr, decay=opt.b2 if opt.b2 < 1 else 0.9, eps=opt.eps,
-                       momentum=opt.momentum or None)
+    # Textbook RMSProp (Tieleman & Hinton; Keras' defaults): no momentum.
+    tx = optax.rmsprop(lr, decay=opt.decay, eps=opt.eps)
   elif name == "sm3":
     # optax.sm3 takes a scalar LR only (it negates it): apply the schedule after it.
     tx = optax.chain(optax.sm3(1.0, momentum=opt.momentum), optax.scale_by_schedule(lr))
@@ -141,9 +145,11 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
                         "config.schedule.name='constant' with warmup_steps=0.")
     tx = optax.rprop(float(opt.learning_rate))
   elif name in OPTIMIZER_NAMES:
+    # Other optax optimizers keep optax's own defaults for everything but the learning
+    # rate: the shared b1/b2/eps/momentum fields are tuned for the named ones above.
     factory = getattr(optax, name)
     accepted = inspect.signature(factory).parameters
-    kwargs = {k: opt[k] for k in ("b1", "b2", "eps", "momentum") if k in accepted}
+    kwargs = {}
     if "key" in accepted:
       # noisy_sgd: a fixed noise key keeps runs reproducible (optax warns without one).
       kwargs["key"] = 0

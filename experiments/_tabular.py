@@ -25,6 +25,15 @@ def tabular_config(dataset: str, model: str, task: str, *, optimizer: str = "sgd
   return config
 
 
+def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+  """No variant: the recipe; `:tiny`: a few steps for tests; anything else is an error."""
+  if arg == "tiny":
+    return shrink(config)
+  if arg:
+    raise ValueError(f"unknown variant {arg!r}: use 'tiny' or none")
+  return config
+
+
 def shrink(config: ml_collections.ConfigDict, steps: int = 20) -> ml_collections.ConfigDict:
   """The `:tiny` variant used by tests: a few steps, evaluated twice."""
   config.train.num_epochs = 0.0

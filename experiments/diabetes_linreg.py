@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from experiments._tabular import shrink, tabular_config
+from experiments._tabular import tabular_config, variant
 
 # scikit-learn's closed-form LinearRegression on the same split (split_seed 0) has test
 # RMSE 51.70; gradient descent must land within 2% of it.
@@ -20,4 +20,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.log_every_steps = 500
   config.train.eval_every_steps = 500
   config.train.steps_per_dispatch = 20
-  return shrink(config) if arg == "tiny" else config
+  return variant(config, arg)

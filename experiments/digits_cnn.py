@@ -27,4 +27,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.num_steps = 24
     config.train.eval_every_steps = 8
     config.train.log_every_steps = 8
+  elif arg:
+    raise ValueError(f"unknown variant {arg!r}: use 'tiny' or none")
   return config

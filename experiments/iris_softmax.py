@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from experiments._tabular import shrink, tabular_config
+from experiments._tabular import tabular_config, variant
 
 REFERENCE = dict(
     metric="test/accuracy", value=0.93, goal=">=",
@@ -13,4 +13,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = tabular_config("iris", "softmax_regression", "multiclass",
                           optimizer="sgd", learning_rate=0.1, batch_size=16, num_epochs=100)
   config.task.top_k = 2
-  return shrink(config) if arg == "tiny" else config
+  return variant(config, arg)

@@ -110,6 +110,8 @@ def environment() -> dict[str, Any]:
       "backend": jax.default_backend(),
       "device_name": device.device_kind if device.platform != "cpu" else cpu_model(),
       "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+      # Other processes on the machine skew CPU timings (torch's OpenMP threads most of all).
+      "load_avg_1m": round(os.getloadavg()[0], 2),
   }
 
 
@@ -459,14 +461,19 @@ def run_bench(workloads: Sequence[str], device: str, dispatch: Sequence[str], st
     raise app.UsageError(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
   reference = load_torch_reference(torch_reference) if torch_reference else None
   env = environment()
+  if env["load_avg_1m"] > 0.5 * (env["cpu_count"] or 1):
+    logging.warning("load average %.1f on %s CPUs: other processes are running; CPU timings "
+                    "(PyTorch's above all) will be noisy.", env["load_avg_1m"], env["cpu_count"])
   rows: list[dict[str, Any]] = []
   with tempfile.TemporaryDirectory(prefix="bench_mnist_") as data_dir:
     write_random_mnist(data_dir, num_train)
     for name in workloads:
+      env = environment()  # per workload: the load average changes
       step_rows = bench_workload(name, data_dir, _dispatch_values(name, data_dir, dispatch),
                                  reference, device, steps, warmup, windows)
       for row in step_rows:
-        row.update(env if row["framework"] == "research" else {"date": env["date"]})
+        row.update(env if row["framework"] == "research" else
+                   {"date": env["date"], "load_avg_1m": env["load_avg_1m"]})
         _emit(row, json_path)
       rows += step_rows
       if loop:

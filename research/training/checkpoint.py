@@ -96,14 +96,14 @@ class Checkpointer:
                         step, manager.directory, reason)
         continue
       if errors:
-        logging.warning("Resumed from step %d: newer checkpoint(s) %s were unreadable.",
+        logging.warning("Using step %d: newer checkpoint(s) %s were unreadable.",
                         step, [s for s, _ in errors])
       return restored["state"], dict(restored["meta"]), step
     step, reason = errors[0]
     raise CheckpointError(
         f"no readable checkpoint in {manager.directory}: step {step} failed with {reason}. "
-        "If the config changed since these were written, use a new --workdir; to discard "
-        "them and start over, pass --overwrite.")
+        "The files are corrupt or were written by a different config: retrain from scratch "
+        "with --mode=train_and_evaluate --overwrite, or use another --workdir.")
 
   def wait(self) -> None:
     for m in (self._latest, self._best):

@@ -14,7 +14,7 @@ import math
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -175,11 +175,18 @@ def _next_boundary(step: int, total: int, *intervals: int) -> int:
   return min(ends)
 
 
+EvalCallback = Callable[[int, dict[str, Any]], None]
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       overwrite: bool = False, test: bool = True) -> dict[str, Any]:
+                       overwrite: bool = False, test: bool = True,
+                       on_eval: EvalCallback | None = None) -> dict[str, Any]:
   """Trains (resuming from the workdir if possible), then evaluates; returns result.json.
 
-  With `test=False` (`--mode=train`) the test split is not touched.
+  With `test=False` (`--mode=train`) the test split is not touched. `on_eval(step,
+  validation_metrics)` is called after every validation evaluation (after the checkpoint
+  of that step is saved), e.g. to report to a hyperparameter search that may stop the run
+  by raising.
   """
   exp = build(config)
   workdir_lib.prepare(workdir, config, overwrite)
@@ -254,6 +261,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
               meta["stopped_early"] = True
         if step % exp.checkpoint_every == 0 or done or meta["stopped_early"]:
           save_checkpoint()
+        if on_eval is not None and (step % exp.eval_every == 0 or done):
+          on_eval(step, val)
         if sigterm.raised:
           save_checkpoint()
           ckpt.wait()

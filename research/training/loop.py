@@ -178,6 +178,89 @@ def _next_boundary(step: int, total: int, *intervals: int) -> int:
 EvalCallback = Callable[[int, dict[str, Any]], None]
 
 
+class _Run:
+  """One training run's mutable state between compiled chunks: what the loop updates."""
+
+  def __init__(self, exp: Experiment, workdir: str):
+    tc = exp.config.train
+    self.exp = exp
+    self.device_splits = {name: batching.put_split(split, exp.mesh)
+                          for name, split in exp.dataset.splits.items()}
+    self.state = init_state(exp)
+    self.ckpt = checkpoint.Checkpointer(workdir, keep=tc.keep_checkpoints,
+                                        async_save=tc.async_checkpoints)
+    self.meta: dict[str, Any] = {"best_value": None, "best_step": None, "bad_evals": 0,
+                                 "stopped_early": False}
+    restored = self.ckpt.restore(checkpoint.abstract_like(self.state))
+    if restored is not None:
+      self.state, self.meta, _ = restored
+      logging.info("Resumed from %s at step %d.", self.ckpt.latest_dir, int(self.state.step))
+    self.step = int(jax.device_get(self.state.step))
+    self.finished = self.step >= exp.total_steps or self.meta["stopped_early"]
+
+  def start(self, workdir: str) -> None:
+    """Writers, data order and the compiled train function: only for a run that trains."""
+    exp, tc = self.exp, self.exp.config.train
+    self.writer = MetricWriter(workdir, resume_step=self.step)
+    self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size,
+                                     exp.config.seed)
+    self.train_chunk = steps.make_train_chunk(exp.task, exp.mesh)
+    self.evaluate_split = Evaluator(exp, self.device_splits)
+    self.key = jax.random.key(exp.config.seed + 1)  # dropout etc.: fold_in(key, step)
+    self.metric_names = tuple(jax.eval_shape(
+        lambda s, b: exp.task.train_step(s, b, self.key)[1], self.state,
+        _example_batch(exp, tc.batch_size)))
+    self.totals = steps.init_totals(self.metric_names)
+    self.progress = Progress(exp.total_steps, self.step, tc.batch_size)
+
+  def train_until(self, end: int) -> None:
+    chunk = min(self.exp.config.train.steps_per_dispatch, end - self.step)
+    self.state, self.totals = self.train_chunk(
+        self.state, self.totals, self.device_splits["train"], self.order.block(self.step, chunk),
+        self.key)
+    self.step += chunk
+    self.progress.update(self.step)
+
+  def log_train(self) -> None:
+    metrics = _fetch_train_metrics(self.totals, self.step)
+    self.totals = steps.init_totals(self.metric_names)
+    rates = self.progress.update(self.step, {k: v for k, v in metrics.items()
+                                             if k in ("loss", "accuracy")})
+    self.writer.write(self.step, "train", {**metrics, **rates,
+                                           "learning_rate": float(self.exp.schedule(self.step))})
+
+  def validate(self) -> dict[str, Any]:
+    """Evaluates, keeps the best checkpoint, and decides on early stopping."""
+    exp, tc, meta = self.exp, self.exp.config.train, self.meta
+    val = self.evaluate_split(self.state, "validation")
+    self.writer.write(self.step, "validation", val)
+    value = float(val[exp.best_metric])
+    if _is_better(value, meta["best_value"], exp.best_mode, tc.early_stopping_min_delta):
+      meta.update(best_value=value, best_step=self.step, bad_evals=0)
+      _raise_if_nonfinite(self.totals, self.step)
+      self.ckpt.save_best(self.step, self.state, dict(meta))
+    else:
+      meta["bad_evals"] += 1
+      patience = tc.early_stopping_patience
+      if patience and meta["bad_evals"] >= patience:
+        logging.info("Early stopping at step %d: validation %s has not improved for %d "
+                     "evaluations (best %.5g at step %s).", self.step, exp.best_metric,
+                     patience, meta["best_value"], meta["best_step"])
+        meta["stopped_early"] = True
+    return val
+
+  def save(self) -> None:
+    """Never saves parameters that a non-finite loss has touched."""
+    _raise_if_nonfinite(self.totals, self.step)
+    self.ckpt.save(self.step, self.state, self.meta)
+
+  def close(self) -> None:
+    for closer in ("progress", "writer"):
+      if hasattr(self, closer):
+        getattr(self, closer).close()
+    self.ckpt.close()
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        overwrite: bool = False, test: bool = True,
                        on_eval: EvalCallback | None = None) -> dict[str, Any]:
@@ -192,93 +275,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   workdir_lib.prepare(workdir, config, overwrite)
   tc = config.train
   start_time = time.time()
-
-  device_splits = {name: batching.put_split(split, exp.mesh)
-                   for name, split in exp.dataset.splits.items()}
-  state = init_state(exp)
-  ckpt = checkpoint.Checkpointer(workdir, keep=tc.keep_checkpoints, async_save=tc.async_checkpoints)
-  meta: dict[str, Any] = {"best_value": None, "best_step": None, "bad_evals": 0,
-                          "stopped_early": False}
-  restored = ckpt.restore(checkpoint.abstract_like(state))
-  if restored is not None:
-    state, meta, step = restored
-    logging.info("Resumed from %s at step %d.", ckpt.latest_dir, step)
-  step = int(jax.device_get(state.step))
-  finished = step >= exp.total_steps or meta["stopped_early"]
   result_path = os.path.join(workdir, "result.json")
-  if finished and os.path.exists(result_path) and (not test or "test" in _read_json(result_path)):
-    ckpt.close()
-    logging.info("%s already holds a finished run (step %d): nothing to do.", workdir, step)
-    return _read_json(result_path)
-
-  writer = MetricWriter(workdir, resume_step=step)
-  order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size, config.seed)
-  train_chunk = steps.make_train_chunk(exp.task, exp.mesh)
-  evaluate_split = Evaluator(exp, device_splits)
-  data_key = jax.random.key(config.seed + 1)  # dropout etc.: fold_in(key, step)
-  metric_names = tuple(jax.eval_shape(
-      lambda s, b: exp.task.train_step(s, b, data_key)[1], state,
-      _example_batch(exp, tc.batch_size)))
-  totals = steps.init_totals(metric_names)
-  progress = Progress(exp.total_steps, step, tc.batch_size)
-  patience = tc.early_stopping_patience
-
-  def save_checkpoint():
-    _raise_if_nonfinite(totals, step)
-    ckpt.save(step, state, meta)
-
+  run = _Run(exp, workdir)
   try:
+    if run.finished and os.path.exists(result_path) and (
+        not test or "test" in _read_json(result_path)):
+      logging.info("%s already holds a finished run (step %d): nothing to do.", workdir, run.step)
+      return _read_json(result_path)
+    run.start(workdir)
     with _SigtermFlag() as sigterm:
-      while step < exp.total_steps and not meta["stopped_early"]:
-        end = _next_boundary(step, exp.total_steps, tc.log_every_steps, exp.eval_every,
-                             exp.checkpoint_every)
-        chunk = min(tc.steps_per_dispatch, end - step)
-        state, totals = train_chunk(state, totals, device_splits["train"],
-                                    order.block(step, chunk), data_key)
-        step += chunk
-        progress.update(step)
-        done = step >= exp.total_steps
-        if step % tc.log_every_steps == 0 or done:
-          train_metrics = _fetch_train_metrics(totals, step)
-          totals = steps.init_totals(metric_names)
-          rates = progress.update(step, {k: v for k, v in train_metrics.items() if k in ("loss", "accuracy")})
-          writer.write(step, "train", {**train_metrics, **rates,
-                                       "learning_rate": float(exp.schedule(step))})
-        if step % exp.eval_every == 0 or done:
-          val = evaluate_split(state, "validation")
-          writer.write(step, "validation", val)
-          value = float(val[exp.best_metric])
-          if _is_better(value, meta["best_value"], exp.best_mode, tc.early_stopping_min_delta):
-            meta.update(best_value=value, best_step=step, bad_evals=0)
-            _raise_if_nonfinite(totals, step)
-            ckpt.save_best(step, state, dict(meta))
-          else:
-            meta["bad_evals"] += 1
-            if patience and meta["bad_evals"] >= patience:
-              logging.info("Early stopping at step %d: validation %s has not improved for %d "
-                           "evaluations (best %.5g at step %s).", step, exp.best_metric,
-                           patience, meta["best_value"], meta["best_step"])
-              meta["stopped_early"] = True
-        if step % exp.checkpoint_every == 0 or done or meta["stopped_early"]:
-          save_checkpoint()
-        if on_eval is not None and (step % exp.eval_every == 0 or done):
-          on_eval(step, val)
+      while run.step < exp.total_steps and not run.meta["stopped_early"]:
+        run.train_until(_next_boundary(run.step, exp.total_steps, tc.log_every_steps,
+                                       exp.eval_every, exp.checkpoint_every))
+        done = run.step >= exp.total_steps
+        if run.step % tc.log_every_steps == 0 or done:
+          run.log_train()
+        evaluated = run.step % exp.eval_every == 0 or done
+        if evaluated:
+          val = run.validate()
+        if run.step % exp.checkpoint_every == 0 or done or run.meta["stopped_early"]:
+          run.save()
+        if evaluated and on_eval is not None:
+          on_eval(run.step, val)
         if sigterm.raised:
-          save_checkpoint()
-          ckpt.wait()
-          raise Preempted(step)
-    ckpt.wait()
-    result = _final_evaluation(exp, state, ckpt, evaluate_split, meta, step, test)
+          run.save()
+          run.ckpt.wait()
+          raise Preempted(run.step)
+    run.ckpt.wait()
+    result = _final_evaluation(exp, run, test)
     result["wall_time_s"] = time.time() - start_time
     if test:
-      writer.write(step, "test", result["test"])
+      run.writer.write(run.step, "test", result["test"])
     if jax.process_index() == 0:
       atomic_write_json(result_path, result)
     return result
   finally:
-    progress.close()
-    writer.close()
-    ckpt.close()
+    run.close()
 
 
 def restore_state(config: ml_collections.ConfigDict, workdir: str,
@@ -310,18 +342,18 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, best: bool = False
   return result
 
 
-def _final_evaluation(exp, state, ckpt, evaluate_split, meta, step, test) -> dict[str, Any]:
+def _final_evaluation(exp: Experiment, run: _Run, test: bool) -> dict[str, Any]:
   """Validation and test metrics of the final parameters (the best ones if stopped early)."""
-  used = "last"
-  if meta["stopped_early"] and ckpt.has_checkpoint(best=True):
-    state, _, _ = ckpt.restore(checkpoint.abstract_like(state), best=True)
+  state, meta, used = run.state, run.meta, "last"
+  if meta["stopped_early"] and run.ckpt.has_checkpoint(best=True):
+    state, _, _ = run.ckpt.restore(checkpoint.abstract_like(state), best=True)
     used = "best"
-  result = {"step": step, "params": used, "best_step": meta["best_step"],
+  result = {"step": run.step, "params": used, "best_step": meta["best_step"],
             "best_metric": f"validation/{exp.best_metric}", "best_value": meta["best_value"],
             "stopped_early": meta["stopped_early"],
-            "validation": evaluate_split(state, "validation")}
+            "validation": run.evaluate_split(state, "validation")}
   if test:
-    result["test"] = evaluate_split(state, "test")
+    result["test"] = run.evaluate_split(state, "test")
   return result
 
 

@@ -3,14 +3,17 @@ r"""Train or evaluate one experiment.
   python -m launch.main --config=experiments/digits_cnn.py --workdir=runs/digits
   python -m launch.main --config=experiments/mnist_mlp.py:cpu --config.train.batch_size=128 \
       --workdir=runs/mnist_mlp --mode=train_and_evaluate
+  python -m launch.main --config=experiments/iris_softmax.py --workdir=runs/iris --seeds=0,1,2
+  python -m launch.main --config=experiments/iris_softmax.py --workdir=runs/iris_cv \
+      --mode=cross_validate --config.dataset.cv_folds=10
   python -m launch.main --list
 
-Rerunning the same command resumes from the workdir's newest checkpoint.
+Rerunning the same command resumes from the workdir's newest checkpoint; with several runs
+(seeds, folds) finished runs are read back and only the missing ones are trained.
 """
 
 from __future__ import annotations
 
-import logging as pylogging
 import os
 import sys
 
@@ -18,30 +21,23 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import overrides
+from launch.cli import EXIT_BAD_INPUT, EXIT_PREEMPTED, QuietLibraries, parse_flags, report_error
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config: experiments/NAME.py[:variant].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-_MODE = flags.DEFINE_enum("mode", "train_and_evaluate",
-                          ["train", "evaluate", "train_and_evaluate"], "What to do.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train_and_evaluate", ["train", "evaluate", "train_and_evaluate", "cross_validate"],
+    "What to do. cross_validate: k-fold cross-validation (k = config.dataset.cv_folds, 5 if "
+    "0), one run per fold in WORKDIR/fold_<i>, mean ± std in WORKDIR/cv_result.json.")
+_SEEDS = flags.DEFINE_list(
+    "seeds", None, "Train one run per training seed (config.seed) in WORKDIR/seed_<s> and "
+    "report mean ± std in WORKDIR/seeds_result.json, e.g. --seeds=0,1,2.")
+_NUM_SEEDS = flags.DEFINE_integer("num_seeds", None, "Shorthand for --seeds=0,1,...,N-1.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Discard what the workdir holds if its config differs.")
 _BEST = flags.DEFINE_bool("best", False, "With --mode=evaluate: use the best checkpoint.")
 _LIST = flags.DEFINE_bool("list", False, "List the experiments and exit.")
-
-EXIT_BAD_INPUT = 2
-EXIT_PREEMPTED = 143  # 128 + SIGTERM, after a clean checkpoint
-
-
-def report_error(message: str) -> int:
-  """Prints `error: <message>` to stderr and returns EXIT_BAD_INPUT.
-
-  A multi-line message (e.g. the list of config fields that differ) keeps its lines but
-  indents them, so exactly one line starts with `error:` for a user or script to find.
-  """
-  lines = str(message).splitlines() or [""]
-  print("error: " + "\n  ".join(lines), file=sys.stderr)
-  return EXIT_BAD_INPUT
 
 
 def list_experiments() -> str:
@@ -57,17 +53,9 @@ def list_experiments() -> str:
   return markdown_table(["experiment", "description", "reference"], rows)
 
 
-class _QuietLibraries(pylogging.Filter):
-  """Drops INFO chatter of orbax and JAX internals; their warnings still show."""
-
-  def filter(self, record: pylogging.LogRecord) -> bool:
-    noisy = any(p in record.pathname for p in ("/orbax/", "/jax/_src/", "/etils/"))
-    return record.levelno >= pylogging.WARNING or not noisy
-
-
 def main(argv) -> int:
   del argv
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logging.get_absl_handler().addFilter(QuietLibraries())
   if _LIST.value:
     print(list_experiments())
     return 0
@@ -76,13 +64,19 @@ def main(argv) -> int:
                                          ("--workdir", not _WORKDIR.value)) if absent]
     return report_error(f"{' and '.join(missing)} missing: pass --config=experiments/NAME.py and "
                         "--workdir=DIR (or --list to see the experiments).")
-  # Imported here, not at the top, so that a bad flag is reported before JAX loads.
   from research.errors import UserError
+  try:
+    seeds = requested_seeds(_SEEDS.value, _NUM_SEEDS.value, _MODE.value)
+  except UserError as e:
+    return report_error(str(e))
+  # Imported here, not at the top, so that a bad flag is reported before JAX loads.
   from research.report.table import results_table
   from research.training import loop
 
   config = _CONFIG.value
   try:
+    if seeds is not None or _MODE.value == "cross_validate":
+      return run_several(config, _WORKDIR.value, seeds)
     if _MODE.value == "evaluate":
       result = loop.evaluate(config, _WORKDIR.value, best=_BEST.value)
     else:
@@ -99,16 +93,45 @@ def main(argv) -> int:
   return 0
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with a bad flag reported like any other bad input.
-
-  absl's default prints `FATAL Flags parsing error` and exits 1, which scripts cannot tell
-  from a crash; a mistyped `--workdirr` is the user's to fix, so it gets exit code 2.
-  """
+def requested_seeds(seeds: list[str] | None, num_seeds: int | None, mode: str) -> list[int] | None:
+  """The seeds of --seeds / --num_seeds (None when neither is given), checked."""
+  from research.errors import ConfigError
+  if seeds is None and num_seeds is None:
+    return None
+  if seeds is not None and num_seeds is not None:
+    raise ConfigError("--seeds and --num_seeds both given: pass one of them "
+                      "(--num_seeds=N means --seeds=0,...,N-1).")
+  if mode == "evaluate":
+    raise ConfigError("--seeds / --num_seeds train several runs, which --mode=evaluate does "
+                      "not: use --mode=train_and_evaluate, train or cross_validate.")
+  if num_seeds is not None:
+    if num_seeds <= 0:
+      raise ConfigError(f"--num_seeds={num_seeds}: it must be >= 1.")
+    return list(range(num_seeds))
   try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(report_error(f"{e} (`python -m launch.main --helpshort` lists the flags)"))
+    return [int(s) for s in seeds]
+  except ValueError:
+    raise ConfigError(f"--seeds={','.join(seeds)}: seeds must be integers, e.g. "
+                      "--seeds=0,1,2.") from None
+
+
+def run_several(config, workdir: str, seeds: list[int] | None) -> int:
+  """Seeds and/or cross-validation folds: trains the missing runs, prints mean ± std."""
+  from research.training import runs
+  if _MODE.value == "cross_validate":
+    summary = runs.cross_validate(config, workdir, seeds=seeds, overwrite=_OVERWRITE.value)
+    written, what = runs.CV_RESULT, f"{summary['folds']}-fold cross-validation"
+  else:
+    summary = runs.run_seeds(config, workdir, seeds, overwrite=_OVERWRITE.value,
+                             test=_MODE.value == "train_and_evaluate")
+    written, what = runs.SEEDS_RESULT, f"{len(seeds)} seeds"
+  print(f"\nResults ({what}, {workdir}/{written}; std over {summary['num_runs']} runs):")
+  print(runs.summary_table(summary))
+  return 0
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  return parse_flags(argv, "launch.main")
 
 
 def run() -> None:

@@ -19,6 +19,7 @@ from research.data.dataset import Dataset, Split, check_labels
 from research.data.idx import read_idx
 from research.data.sources import Loader, Source
 from research.data.synthetic import synthetic_linear_params
+from research.errors import ConfigError
 from research.registry import Registry
 
 __all__ = [
@@ -41,7 +42,8 @@ def load_dataset(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Datas
 
   `config` is `config.dataset`: only `name` is required (see `default_dataset_config` for the
   other fields). Processing shared by all datasets, in order: hold out `test_fraction` of the
-  examples as test when the dataset has no test split, hold out `validation_fraction` of the
+  examples as test when the dataset has no test split (or, with `cv_folds` set, make fold
+  `cv_fold` the test split: see `cross_validation_split`), hold out `validation_fraction` of the
   remaining training examples as validation when it has no validation split (both seeded by
   `split_seed`, stratified by class for classification), keep `num_examples` training examples,
   standardise tabular features with train statistics, and check class ids are in range.
@@ -53,7 +55,9 @@ def load_dataset(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Datas
   seed = config.split_seed
 
   train, test, validation = source.train, source.test, source.validation
-  if test is None:
+  if config.cv_folds:
+    train, test = cross_validation_split(config, source)
+  elif test is None:
     train, test = splits.hold_out(train, config.test_fraction,
                                   splits.derived_seed(seed, splits.TEST_STREAM), stratify, "test")
   if validation is None:
@@ -73,3 +77,33 @@ def load_dataset(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Datas
       if split.labels.dtype != np.int32:
         named[split_name] = Split(inputs=split.inputs, labels=split.labels.astype(np.int32))
   return Dataset(name=config.name, splits=named, num_classes=source.num_classes)
+
+
+def cross_validation_split(config: ml_collections.ConfigDict,
+                           source: Source) -> tuple[Split, Split]:
+  """`(train, test)` of fold `config.cv_fold` of `config.cv_folds`.
+
+  A dataset published with folds (`source.folds`, e.g. MovieLens 100K's u1-u5) uses them.
+  Otherwise the dataset must come without a test split (scikit-learn, synthetic): its
+  examples are split by `splits.fold_indices` (StratifiedKFold for classification, seeded by
+  `split_seed`). A fixed test split is refused: folding it into training would evaluate on
+  examples the published benchmark keeps for testing, so the numbers would not compare.
+  """
+  if source.folds is not None:
+    if len(source.folds) != config.cv_folds:
+      raise ConfigError(f"dataset.cv_folds = {config.cv_folds}, but dataset {config.name!r} "
+                        f"comes with {len(source.folds)} predefined folds: set "
+                        f"dataset.cv_folds={len(source.folds)}.")
+    pool = source.train if source.test is None else splits.concatenate(source.train, source.test)
+    rest, held = splits.predefined_fold(len(pool), source.folds[config.cv_fold])
+  elif source.test is not None:
+    raise ConfigError(f"dataset.cv_folds = {config.cv_folds}, but dataset {config.name!r} has a "
+                      "fixed test split, so it cannot be cross-validated: set "
+                      "dataset.cv_folds=0, or cross-validate a dataset without a test split "
+                      "(scikit-learn or synthetic data).")
+  else:
+    pool = source.train
+    rest, held = splits.fold_indices(pool.labels, config.cv_folds, config.split_seed,
+                                     stratify=source.num_classes is not None)[config.cv_fold]
+  # In the pool's order, as hold_out keeps it (KFold lists a fold's examples shuffled).
+  return splits.take(pool, np.sort(rest)), splits.take(pool, np.sort(held))

@@ -51,6 +51,14 @@ def default_dataset_config() -> ml_collections.ConfigDict:
   config.noise = 0.1
   # Synthetic data: number of input features.
   config.num_features = 8
+  # k-fold cross-validation: 0 = off; k >= 2 splits the dataset's examples into k folds
+  # (stratified by class for classification, seeded by split_seed) and fold `cv_fold` is the
+  # test split, replacing the `test_fraction` hold-out; validation is still carved from the
+  # rest. Only for datasets without a fixed test split, or with predefined folds.
+  config.cv_folds = 0
+  # Which fold (0 .. cv_folds - 1) is the test split. `launch.main --mode=cross_validate`
+  # sets it for each of its runs.
+  config.cv_fold = 0
   return config
 
 
@@ -95,6 +103,14 @@ def resolve_dataset_config(config: Mapping[str, Any] | ml_collections.ConfigDict
     raise fail("noise", "it must be >= 0")
   if resolved.num_features < 1:
     raise fail("num_features", "it must be >= 1")
+  if resolved.cv_folds < 0 or resolved.cv_folds == 1:
+    raise fail("cv_folds", "it must be 0 (no cross-validation) or a number of folds >= 2")
+  if resolved.cv_folds and not 0 <= resolved.cv_fold < resolved.cv_folds:
+    raise fail("cv_fold", f"it must be in [0, {resolved.cv_folds}) since "
+                          f"{prefix}.cv_folds = {resolved.cv_folds}")
+  if not resolved.cv_folds and resolved.cv_fold:
+    raise fail("cv_fold", f"cross-validation is off ({prefix}.cv_folds = 0); set "
+                          f"{prefix}.cv_folds to the number of folds, or leave cv_fold at 0")
   return resolved
 
 

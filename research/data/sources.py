@@ -10,6 +10,7 @@ import dataclasses
 from typing import Callable
 
 import ml_collections
+import numpy as np
 
 from research.data.dataset import Split
 from research.errors import ConfigError
@@ -23,6 +24,10 @@ class Source:
   test / validation: the official splits, or None to hold them out of `train`.
   sized_by_num_examples: the loader already used `num_examples` (synthetic data size), so it
     must not also subset the train split.
+  folds: predefined cross-validation folds, for datasets published with their own (MovieLens
+    100K's u1-u5): fold k's held-out examples, as indices into the examples of `train`
+    followed by those of `test`. With `dataset.cv_folds` set, they are used instead of a
+    seeded k-fold split, and they make cross-validation possible although `test` is fixed.
   """
 
   train: Split
@@ -30,6 +35,7 @@ class Source:
   test: Split | None = None
   validation: Split | None = None
   sized_by_num_examples: bool = False
+  folds: tuple[np.ndarray, ...] | None = None
 
 
 Loader = Callable[[ml_collections.ConfigDict], Source]

@@ -56,6 +56,45 @@ def hold_out(split: Split, fraction: float, seed: int, stratify: bool,
   return take(split, np.sort(rest)), take(split, np.sort(held))
 
 
+def fold_indices(labels: np.ndarray, num_folds: int, seed: int,
+                 stratify: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+  """The `(rest, held_out)` example indices of each of `num_folds` cross-validation folds.
+
+  Exactly scikit-learn's `StratifiedKFold` (when `stratify`) or `KFold`, with `shuffle=True,
+  random_state=seed`, so a fold can be reproduced, or compared with, outside this framework.
+  Every example is held out in exactly one fold. Stratification needs every class to have at
+  least `num_folds` examples; when one has fewer (tiny debug datasets) the folds are a plain
+  seeded `KFold`, as `hold_out` falls back to a random split.
+  """
+  n = len(labels)
+  if num_folds > n:
+    raise DataError(f"cannot split {n} examples into dataset.cv_folds = {num_folds} folds: "
+                    f"use at most {n} folds.")
+  splitter: model_selection.BaseCrossValidator = model_selection.KFold(
+      num_folds, shuffle=True, random_state=seed)
+  if stratify:
+    _, counts = np.unique(labels, return_counts=True)
+    if counts.min() >= num_folds:
+      splitter = model_selection.StratifiedKFold(num_folds, shuffle=True, random_state=seed)
+  return list(splitter.split(np.zeros((n, 1)), labels))
+
+
+def predefined_fold(num_examples: int, held_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """`(rest, held_out)` indices of a fold a dataset publishes (see `Source.folds`), checked."""
+  held = np.unique(np.asarray(held_out, dtype=np.int64))
+  if len(held) != len(held_out) or (len(held) and (held[0] < 0 or held[-1] >= num_examples)):
+    raise DataError(f"a predefined cross-validation fold has repeated indices or indices "
+                    f"outside [0, {num_examples}): the dataset's fold files are corrupt; "
+                    "re-download them.")
+  return np.setdiff1d(np.arange(num_examples), held), held
+
+
+def concatenate(*parts: Split) -> Split:
+  """The examples of `parts`, in order: the pool that predefined folds index into."""
+  return Split(inputs=np.concatenate([p.inputs for p in parts]),
+               labels=np.concatenate([p.labels for p in parts]))
+
+
 def subset(split: Split, num_examples: int, seed: int, field: str = "dataset.num_examples") -> Split:
   """A seeded random subset of `num_examples` examples (in original order); 0 keeps all."""
   if num_examples == 0 or num_examples == len(split):

@@ -14,3 +14,16 @@ REFERENCE = dict(
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return apply_variant(mnist_family_config("mnist", "mlp"), arg)
+
+
+def get_sweep(arg: str | None = None) -> dict:
+  """Learning rate x batch size x width, by TPE with median pruning on validation accuracy."""
+  return {
+      "metric": "validation/accuracy", "mode": "max", "sampler": "tpe", "pruner": "median",
+      "num_trials": 4 if arg == "tiny" else 30,
+      "params": {
+          "optimizer.learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+          "train.batch_size": {"type": "choice", "values": [32, 64, 128, 256]},
+          "model.hidden_sizes": {"type": "choice", "values": [[256], [500], [1000]]},
+      },
+  }

@@ -1,0 +1,209 @@
+"""Where workers run: local processes, or SLURM jobs through submitit.
+
+Both run the same worker (`research.sweep.worker`) against the same study, so one sweep
+definition serves a laptop and a cluster. The launcher watches its workers: one that dies
+(killed, out of memory, a crash) has its running trial recorded as failed with the reason,
+and is replaced while the budget lasts. Ctrl-C stops the workers with SIGTERM, so each
+running trial saves a checkpoint and is retried when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Protocol
+
+import optuna
+from optuna.trial import TrialState
+
+from research.sweep import study as study_lib, worker as worker_lib
+
+POLL_S = 0.2
+STOP_GRACE_S = 60.0
+
+
+class Handle(Protocol):
+  label: str
+
+  def exit_reason(self) -> str | None:
+    """None while running; '' after a clean exit; otherwise why it died."""
+
+  def stop(self) -> None: ...
+
+  def kill(self) -> None: ...
+
+
+def _gpus() -> list[str]:
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  if visible is not None:
+    return [d for d in visible.split(",") if d.strip()]
+  if shutil.which("nvidia-smi") is None:
+    return []
+  try:
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+  except (OSError, subprocess.SubprocessError):
+    return []
+  return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def device_groups(workers: int, per_worker: int) -> list[str | None]:
+  """The CUDA_VISIBLE_DEVICES of each local worker (None: no GPU, workers share the CPU)."""
+  gpus = _gpus()
+  if not gpus:
+    return [None] * workers
+  per = per_worker or max(1, len(gpus) // workers)
+  if per * workers > len(gpus):
+    raise study_lib.SweepError(
+        f"--workers={workers} with --devices_per_worker={per} needs {per * workers} GPUs, but "
+        f"{len(gpus)} are visible ({','.join(gpus)}); lower --workers or --devices_per_worker.")
+  return [",".join(gpus[i * per:(i + 1) * per]) for i in range(workers)]
+
+
+def check_slurm() -> None:
+  if shutil.which("sbatch") is None:
+    raise study_lib.SweepError("--executor=slurm needs SLURM's `sbatch` on PATH, and it is not "
+                               "there: run on a cluster login node, or use --executor=local.")
+
+
+class _Process:
+  """A local worker subprocess, logging to logs/worker_LABEL.log."""
+
+  def __init__(self, sweep_dir: str, label: str, num_trials: int, devices: str | None):
+    env = {**os.environ, **worker_lib.cache_env(sweep_dir)}
+    if devices is not None:
+      env["CUDA_VISIBLE_DEVICES"] = devices
+    self.label = label
+    self.log_path = worker_lib.log_path(sweep_dir, label)
+    os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+    with open(self.log_path, "a") as log:
+      self.process = subprocess.Popen(
+          [sys.executable, "-m", "research.sweep.worker", sweep_dir, f"--worker={label}",
+           f"--num_trials={num_trials}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+  def exit_reason(self) -> str | None:
+    code = self.process.poll()
+    if code is None or code == 0:
+      return None if code is None else ""
+    if code < 0:
+      return (f"worker {self.label} (pid {self.process.pid}) was killed by "
+              f"{signal.Signals(-code).name}; see {self.log_path}")
+    return f"worker {self.label} exited with code {code}: {_tail(self.log_path)}"
+
+  def stop(self) -> None:
+    if self.process.poll() is None:
+      self.process.send_signal(signal.SIGTERM)
+
+  def kill(self) -> None:
+    if self.process.poll() is None:
+      self.process.kill()
+    self.process.wait()
+
+
+class _SubmititJob:
+  """A worker submitted through submitit (a SLURM job; 'local' / 'debug' in tests)."""
+
+  def __init__(self, job: Any, label: str):
+    self.job, self.label = job, label
+
+  def exit_reason(self) -> str | None:
+    if not self.job.done():
+      return None
+    error = self.job.exception()
+    if error is None:
+      return ""
+    return f"worker {self.label} (job {self.job.job_id}) failed: {str(error).strip()[-300:]}"
+
+  def stop(self) -> None:
+    self.job.cancel(check=False)
+
+  def kill(self) -> None:
+    self.job.cancel(check=False)
+
+
+def _tail(path: str, lines: int = 5) -> str:
+  try:
+    with open(path) as f:
+      return " | ".join(l.strip() for l in f.readlines()[-lines:])
+  except OSError:
+    return f"(no log at {path})"
+
+
+def supervise(study: optuna.Study, num_trials: int, workers: int,
+              start: Callable[[int, str], Handle], progress: Callable[[], None]) -> None:
+  """Runs `workers` workers until the budget is spent, replacing any that die mid-sweep.
+
+  A replacement gets a new label (`0.1`, `0.2`, ...), so a worker that dies before running
+  any trial is never replaced: the sweep then stops with its reason instead of looping.
+  """
+  handles = {slot: start(slot, str(slot)) for slot in range(workers)}
+  restarts = {slot: 0 for slot in range(workers)}
+  last_progress = 0.0
+  try:
+    while handles:
+      for slot, handle in list(handles.items()):
+        reason = handle.exit_reason()
+        if reason is None:
+          continue
+        del handles[slot]
+        if not reason:
+          continue
+        mine = [t for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get("worker") == handle.label]
+        running = [t.number for t in mine if t.state == TrialState.RUNNING]
+        study_lib.fail_running(study, running, reason)
+        print(f"sweep: {reason}" + (f" (trial {running} failed)" if running else ""), flush=True)
+        if not mine and not handles and study_lib.used_budget(study) < num_trials:
+          raise study_lib.SweepError(
+              f"every worker stopped before running a trial; the last: {reason}")
+        if mine and study_lib.used_budget(study) < num_trials:
+          restarts[slot] += 1
+          handles[slot] = start(slot, f"{slot}.{restarts[slot]}")
+      if time.time() - last_progress > 2.0:
+        progress()
+        last_progress = time.time()
+      time.sleep(POLL_S)
+  except KeyboardInterrupt:
+    print("sweep: interrupted; stopping the workers (their trials save a checkpoint)...",
+          file=sys.stderr, flush=True)
+    for handle in handles.values():
+      handle.stop()
+    deadline = time.time() + STOP_GRACE_S
+    while any(h.exit_reason() is None for h in handles.values()) and time.time() < deadline:
+      time.sleep(POLL_S)
+    for handle in handles.values():
+      handle.kill()
+    raise
+  progress()
+
+
+def local(sweep_dir: str, num_trials: int,
+          devices: list[str | None]) -> Callable[[int, str], Handle]:
+  """Starts local worker `slot`: one OS process, with the devices of its slot to itself."""
+  return lambda slot, label: _Process(sweep_dir, label, num_trials, devices[slot])
+
+
+def submitit_jobs(sweep_dir: str, num_trials: int, devices_per_worker: int,
+                  slurm: dict[str, Any], cluster: str = "slurm") -> Callable[[int, str], Handle]:
+  """Submits worker `slot` as a job (`cluster='local'` runs the same path without SLURM)."""
+  import submitit
+  executor = submitit.AutoExecutor(folder=os.path.join(sweep_dir, "slurm"), cluster=cluster)
+  params = {"timeout_min": slurm.get("timeout_min", 60), "name": "sweep"}
+  if slurm.get("cpus_per_task"):
+    params["cpus_per_task"] = slurm["cpus_per_task"]
+  if devices_per_worker:
+    params["gpus_per_node"] = devices_per_worker
+  if cluster == "slurm":
+    params.update({f"slurm_{k}": slurm[k] for k in ("partition", "account") if slurm.get(k)})
+  executor.update_parameters(**params)
+  sweep_dir = os.path.abspath(sweep_dir)
+
+  def start(slot: int, label: str) -> Handle:
+    del slot  # SLURM places the job; its devices are --gpus-per-node
+    return _SubmititJob(executor.submit(worker_lib.run_worker, sweep_dir, label, num_trials),
+                        label)
+
+  return start

@@ -52,23 +52,11 @@ def _exit_with_parent() -> None:
   threading.Thread(target=watch, daemon=True).start()
 
 
-def warm_up(hide_torch: bool = True) -> None:
-  """Imports what every trial needs, so that the first trial does not pay for it.
-
-  tensorboardX (the metric writer's) imports torch at import time when it is installed,
-  only to accept torch tensors; that is 4 s of CPU per worker for nothing here, so torch is
-  hidden from that one import (not from later ones: the `gp` sampler needs it).
-  """
+def warm_up() -> None:
+  """Imports what every trial needs, so that the first trial does not pay for it."""
   import optuna  # noqa: F401
-  from research.training import loop  # noqa: F401  (JAX, Flax, orbax, the data registry)
-  hidden = hide_torch and "torch" not in sys.modules
-  if hidden:
-    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` -> ImportError
-  try:
-    import tensorboardX  # noqa: F401
-  finally:
-    if hidden:
-      del sys.modules["torch"]
+  from research.training import loop, writers  # noqa: F401  (JAX, Flax, orbax, data registry)
+  writers.import_tensorboardx()
 
 
 def run_worker(sweep_dir: str, worker: str, num_trials: int) -> int:

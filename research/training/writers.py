@@ -35,6 +35,23 @@ def atomic_write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+def import_tensorboardx():
+  """tensorboardX, imported without torch.
+
+  tensorboardX imports torch at import time whenever it is installed, only to accept torch
+  tensors (about 4 s of CPU per process); torch is hidden from that one import only.
+  """
+  hidden = "torch" not in sys.modules
+  if hidden:
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` -> ImportError
+  try:
+    import tensorboardX
+  finally:
+    if hidden:
+      del sys.modules["torch"]
+  return tensorboardX
+
+
 class MetricWriter:
   """Appends `{"step", "split", **scalars}` records to jsonl and TensorBoard."""
 
@@ -45,9 +62,8 @@ class MetricWriter:
     if not self.active:
       return
     self._truncate_after(resume_step)
-    from tensorboardX import SummaryWriter  # imported lazily: slow import
     # purge_step drops events a killed run wrote past the checkpoint we resume from.
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+    self._tb = import_tensorboardx().SummaryWriter(os.path.join(workdir, "tensorboard"),
                              purge_step=resume_step or None, flush_secs=10)
 
   def _truncate_after(self, step: int) -> None:

@@ -36,7 +36,7 @@ import struct
 import sys
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from absl import app, flags, logging
 
@@ -79,6 +79,10 @@ _LOOP_INTERVAL_S = flags.DEFINE_float(
     "training when its steps are slow, so the loop part ends in reasonable time.")
 _LOOP_REPEATS = flags.DEFINE_integer(
     "loop_repeats", 2, "Runs of the real loop, alternating with runs of the bare loop.")
+_COMPILATION_CACHE = flags.DEFINE_bool(
+    "compilation_cache", True, "Share compiled executables through a temporary persistent "
+    "cache, so the real and the bare loop run the very same executable (on GPU, separate "
+    "compilations may autotune to different kernels and differ by a few percent).")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 12000, "Random training images to generate.")
 _JSON = flags.DEFINE_string("json", None, "Append one JSON line per measurement to this file.")
 
@@ -112,6 +116,7 @@ def environment() -> dict[str, Any]:
       "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
       # Other processes on the machine skew CPU timings (torch's OpenMP threads most of all).
       "load_avg_1m": round(os.getloadavg()[0], 2),
+      "xla_flags": os.environ.get("XLA_FLAGS", ""),  # e.g. YNNPACK on/off changes CPU convs
   }
 
 
@@ -430,6 +435,7 @@ def loop_overhead(name: str, data_dir: str, step_ms: float, intervals: int, inte
 # ----------------------------------------------------------------------------- main
 
 def _dispatch_values(name: str, data_dir: str, values: Sequence[str]) -> list[int]:
+  """--steps_per_dispatch as numbers, 'recipe' resolved per workload, duplicates dropped."""
   recipe = make_config(name, data_dir).train.steps_per_dispatch
   out: list[int] = []
   for v in values:
@@ -442,6 +448,7 @@ def _dispatch_values(name: str, data_dir: str, values: Sequence[str]) -> list[in
 
 
 def _emit(row: dict[str, Any], path: str | None) -> None:
+  """Prints a record as it is made, so a long run that dies still leaves its results."""
   print(json.dumps(row), flush=True)
   if path:
     with open(path, "a") as f:
@@ -487,6 +494,8 @@ def run_bench(workloads: Sequence[str], device: str, dispatch: Sequence[str], st
 
 
 def format_tables(rows: Sequence[dict[str, Any]]) -> str:
+  """The step table (one row per framework variant, with torch's time and the ratio) and the
+  loop-overhead table, in Markdown."""
   from research.report.table import markdown_table
   steps_rows, loop_rows = [], []
   for r in rows:
@@ -527,16 +536,21 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError(f"--torch_reference={_TORCH_REFERENCE.value}: {reference} does not "
                            "exist; point it at ../shared/bench/torch_reference.py or pass "
                            "--notorch.")
-  rows = run_bench(_WORKLOAD.value, _DEVICE.value, _DISPATCH.value, _STEPS.value, _WARMUP.value,
-                   _WINDOWS.value, reference, _LOOP.value, _LOOP_INTERVALS.value,
-                   _LOOP_INTERVAL_S.value, _LOOP_REPEATS.value, _NUM_TRAIN.value, _JSON.value)
+  with tempfile.TemporaryDirectory(prefix="bench_xla_cache_") as cache_dir:
+    if _COMPILATION_CACHE.value:
+      jax.config.update("jax_compilation_cache_dir", cache_dir)
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+      jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    rows = run_bench(_WORKLOAD.value, _DEVICE.value, _DISPATCH.value, _STEPS.value,
+                     _WARMUP.value, _WINDOWS.value, reference, _LOOP.value, _LOOP_INTERVALS.value,
+                     _LOOP_INTERVAL_S.value, _LOOP_REPEATS.value, _NUM_TRAIN.value, _JSON.value)
   env = environment()
   torch_rows = [r for r in rows if r["framework"] == "torch"]
   torch_info = (f", torch {torch_rows[0]['torch_version']} ({torch_rows[0]['threads']} threads)"
                 if torch_rows else "")
   print(f"\n{env['date']} {env['backend']}: {env['device_name']} x{env['device_count']} "
-        f"(cpu_count {env['cpu_count']}), jax {env['jax_version']}, flax {env['flax_version']}, "
-        f"optax {env['optax_version']}{torch_info}")
+        f"(cpu_count {env['cpu_count']}, load {env['load_avg_1m']}), jax {env['jax_version']}, "
+        f"flax {env['flax_version']}, optax {env['optax_version']}{torch_info}")
   print(format_tables(rows))
 
 

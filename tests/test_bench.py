@@ -1,0 +1,59 @@
+"""Smoke test of launch/bench.py: it runs and reports sane records (no timings asserted).
+
+Timings belong in BENCHMARKS.md, not in tests: they depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from launch import bench
+
+TORCH_REFERENCE = bench.torch_reference_path("../shared/bench/torch_reference.py")
+HAVE_TORCH = importlib.util.find_spec("torch") is not None and os.path.isfile(TORCH_REFERENCE)
+
+STEP_KEYS = {"workload", "framework", "batch", "steps_per_dispatch", "recipe_steps_per_dispatch",
+             "params", "compile_s", "step_ms_median", "step_ms_min", "step_ms_max",
+             "examples_per_s", "jax_version", "device_name", "date"}
+LOOP_KEYS = {"workload", "measurement", "steps_per_dispatch", "log_every_steps",
+             "loop_step_ms_median", "bare_step_ms_median", "overhead_pct"}
+
+
+def test_mlp_step_and_loop_records(tmp_path):
+  json_path = tmp_path / "bench.jsonl"
+  rows = bench.run_bench(
+      ["seed_mlp"], "cpu", ["recipe"], steps=2, warmup=1, windows=1,
+      torch_reference=TORCH_REFERENCE if HAVE_TORCH else None, loop=True, loop_intervals=1,
+      loop_interval_s=0.001, loop_repeats=1, num_train=600, json_path=str(json_path))
+
+  ours = [r for r in rows if r["framework"] == "research" and "measurement" not in r]
+  assert [r["steps_per_dispatch"] for r in ours] == [8]  # the MLP recipe's dispatch
+  for row in ours:
+    assert STEP_KEYS <= row.keys()
+    assert row["workload"] == "seed_mlp" and row["batch"] == 64
+    assert row["params"] == 784 * 500 + 500 + 500 * 10 + 10
+    for key in ("step_ms_median", "step_ms_min", "examples_per_s", "compile_s"):
+      assert row[key] > 0, key
+
+  (loop_row,) = [r for r in rows if r.get("measurement") == "loop_overhead"]
+  assert LOOP_KEYS <= loop_row.keys()
+  assert loop_row["log_every_steps"] == 8  # cut to one dispatch by loop_interval_s
+  assert loop_row["loop_step_ms_median"] > 0 and loop_row["bare_step_ms_median"] > 0
+
+  if HAVE_TORCH:
+    (torch_row,) = [r for r in rows if r["framework"] == "torch"]
+    assert torch_row["params"] == ours[0]["params"]  # the same model on both sides
+    assert torch_row["step_ms_median"] > 0
+    assert all(r["ratio"] > 0 for r in ours)
+
+  assert len(json_path.read_text().splitlines()) == len(rows)
+  table = bench.format_tables(rows)
+  assert "seed_mlp" in table and "loop overhead" in table
+
+
+def test_unknown_workload_is_named():
+  with pytest.raises(Exception, match="seed_mpl"):
+    bench.run_bench(["seed_mpl"], "cpu", ["1"], 1, 1, 1, None, False)

@@ -12,6 +12,7 @@ rolled scan, 2.7 ms unrolled). One step per dispatch calls the step without a sc
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -33,10 +34,21 @@ def gather_batch(data: dict[str, jax.Array], indices: jax.Array, mesh: Mesh) -> 
 
 
 def init_totals(metric_names: tuple[str, ...]) -> Totals:
-  """Running sums of the train metrics, plus the first step whose loss was not finite."""
-  totals = {name: jnp.zeros((), jnp.float32) for name in metric_names}
-  totals["nonfinite_step"] = jnp.full((), NO_NONFINITE_STEP, jnp.int32)
-  return totals
+  """Running sums of the train metrics, plus the first step whose loss was not finite.
+
+  One compiled call (cached per tuple of names): eager `jnp.zeros` per metric cost about
+  1 ms of host time per log interval, which shows on a GPU step of 0.05 ms.
+  """
+  return _zero_totals(tuple(metric_names))()
+
+
+@functools.lru_cache(maxsize=None)
+def _zero_totals(metric_names: tuple[str, ...]) -> Callable[[], Totals]:
+  def zeros() -> Totals:
+    totals = {name: jnp.zeros((), jnp.float32) for name in metric_names}
+    totals["nonfinite_step"] = jnp.full((), NO_NONFINITE_STEP, jnp.int32)
+    return totals
+  return jax.jit(zeros)
 
 
 def make_train_chunk(task: Task, mesh: Mesh, donate: bool = True) -> Callable[..., tuple[TrainState, Totals]]:

@@ -187,9 +187,8 @@ class CompiledStep:
     self.metric_names = tuple(jax.eval_shape(
         lambda s, b: exp.task.train_step(s, b, self.key)[1], self.state, example))
     self.totals = steps.init_totals(self.metric_names)
-    self._index_sharding = mesh_lib.batch_sharded(exp.mesh, leading_axes=1)
-    self.blocks: list[Any] = []
     self.calls = 0
+    self.steps_done = 0  # host mirror of state.step: picks the data-order window
 
   @property
   def num_params(self) -> int:
@@ -197,15 +196,24 @@ class CompiledStep:
     return sum(x.size for x in jax.tree.leaves(self.state.params))
 
   def put_blocks(self, num_calls: int) -> None:
-    """Index blocks of steps 0 .. num_calls*k - 1 on the device; `run` cycles through them."""
-    import jax
-    self.blocks = [jax.device_put(self.order.block(i * self.k, self.k), self._index_sharding)
-                   for i in range(num_calls)]
-    self.calls = 0
+    """Starts timing at the current step; the data order goes on device per epoch, as in the loop."""
+    del num_calls
+    self.window_epoch = -1
 
   def run(self) -> None:
-    block = self.blocks[self.calls % len(self.blocks)]
-    self.state, self.totals = self.chunk(self.state, self.totals, self.train, block, self.key)
+    import jax
+    import numpy as np
+    from research.training import mesh as mesh_lib
+    step, per_epoch = self.steps_done, self.order.steps_per_epoch
+    if step // per_epoch != self.window_epoch:
+      self.window_epoch = step // per_epoch
+      self.window = jax.device_put(
+          (self.order.window(self.window_epoch), np.int32(self.window_epoch * per_epoch)),
+          mesh_lib.replicated(self.exp.mesh))
+    k = min(self.k, (self.window_epoch + 2) * per_epoch - step)
+    self.state, self.totals = self.chunk(self.state, self.totals, self.train, *self.window,
+                                         self.key, k)
+    self.steps_done += k
     self.calls += 1
 
   def sync(self) -> None:

@@ -39,6 +39,16 @@ class EpochOrder:
     epoch, i = divmod(step, self.steps_per_epoch)
     return self._permutation(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
 
+  def window(self, epoch: int) -> np.ndarray:
+    """(2 * steps_per_epoch, batch_size) indices of epochs `epoch` and `epoch + 1`.
+
+    Uploaded once per epoch; a chunk of steps starting in `epoch` reads its rows on device,
+    so chunks may cross into the next epoch.
+    """
+    used = self.steps_per_epoch * self.batch_size
+    return np.concatenate([self._permutation(e)[:used] for e in (epoch, epoch + 1)]
+                          ).reshape(2 * self.steps_per_epoch, self.batch_size)
+
   def block(self, start_step: int, num_steps: int) -> np.ndarray:
     """(num_steps, batch_size) indices for steps start_step .. start_step+num_steps-1."""
     return np.stack([self.indices(s) for s in range(start_step, start_step + num_steps)])

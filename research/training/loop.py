@@ -205,6 +205,7 @@ class _Run:
     self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size,
                                      exp.config.seed)
     self.train_chunk = steps.make_train_chunk(exp.task, exp.mesh)
+    self.window_epoch = -1
     self.evaluate_split = Evaluator(exp, self.device_splits)
     self.key = jax.random.key(exp.config.seed + 1)  # dropout etc.: fold_in(key, step)
     self.metric_names = tuple(jax.eval_shape(
@@ -214,10 +215,17 @@ class _Run:
     self.progress = Progress(exp.total_steps, self.step, tc.batch_size)
 
   def train_until(self, end: int) -> None:
-    chunk = min(self.exp.config.train.steps_per_dispatch, end - self.step)
+    epoch = self.step // self.order.steps_per_epoch
+    if epoch != self.window_epoch:  # the data order of this epoch and the next, on device
+      window_start = epoch * self.order.steps_per_epoch
+      self.window = jax.device_put((self.order.window(epoch), np.int32(window_start)),
+                                   mesh_lib.replicated(self.exp.mesh))
+      self.window_epoch = epoch
+    window_end = (epoch + 2) * self.order.steps_per_epoch
+    chunk = min(self.exp.config.train.steps_per_dispatch, end - self.step,
+                window_end - self.step)
     self.state, self.totals = self.train_chunk(
-        self.state, self.totals, self.device_splits["train"], self.order.block(self.step, chunk),
-        self.key)
+        self.state, self.totals, self.device_splits["train"], *self.window, self.key, chunk)
     self.step += chunk
     self.progress.update(self.step)
 

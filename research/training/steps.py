@@ -52,14 +52,22 @@ def _zero_totals(metric_names: tuple[str, ...]) -> Callable[[], Totals]:
 
 
 def make_train_chunk(task: Task, mesh: Mesh, donate: bool = True) -> Callable[..., tuple[TrainState, Totals]]:
-  """jit-compiled k-steps-per-dispatch train function with explicit shardings."""
+  """jit-compiled k-steps-per-dispatch train function with explicit shardings.
+
+  `train_chunk(state, totals, data, window, window_start, key, num_steps)`: step s reads
+  its batch indices from row `s - window_start` of `window`, an on-device block of the
+  data order (see `batching.EpochOrder.window`) uploaded once per epoch, so a call sends
+  nothing from the host. `num_steps` is static: one compilation per chunk length.
+  """
 
   def train_chunk(state: TrainState, totals: Totals, data: dict[str, jax.Array],
-                  indices: jax.Array, key: jax.Array) -> tuple[TrainState, Totals]:
+                  window: jax.Array, window_start: jax.Array, key: jax.Array,
+                  num_steps: int) -> tuple[TrainState, Totals]:
 
-    def one_step(carry, batch_indices):
+    def one_step(carry, _):
       state, totals = carry
       step = state.step
+      batch_indices = jax.lax.dynamic_index_in_dim(window, step - window_start, keepdims=False)
       batch = gather_batch(data, batch_indices, mesh)
       state, sums = task.train_step(state, batch, jax.random.fold_in(key, step))
       bad = ~jnp.isfinite(sums["loss"])
@@ -69,16 +77,17 @@ def make_train_chunk(task: Task, mesh: Mesh, donate: bool = True) -> Callable[..
                                            step + 1, first_bad)
       return (state, totals), None
 
-    if indices.shape[0] == 1:
-      return one_step((state, totals), indices[0])[0]
+    if num_steps == 1:
+      return one_step((state, totals), None)[0]
     unroll = jax.default_backend() == "cpu"
-    (state, totals), _ = jax.lax.scan(one_step, (state, totals), indices, unroll=unroll)
+    (state, totals), _ = jax.lax.scan(one_step, (state, totals), None, length=num_steps,
+                                      unroll=unroll)
     return state, totals
 
   rep = mesh_lib.replicated(mesh)
   return jax.jit(
-      train_chunk,
-      in_shardings=(rep, rep, rep, mesh_lib.batch_sharded(mesh, leading_axes=1), rep),
+      train_chunk, static_argnums=(6,),
+      in_shardings=(rep, rep, rep, rep, rep, rep),
       out_shardings=(rep, rep),
       donate_argnums=(0, 1) if donate else ())
 

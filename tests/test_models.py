@@ -293,3 +293,15 @@ def test_every_activation_is_usable_and_distinct():
   for i, a in enumerate(names):
     for b in names[i + 1:]:
       assert not np.allclose(outputs[a], outputs[b]), (a, b)
+
+
+def test_build_model_fills_declared_data_fields_and_ignores_others():
+  # MLP declares hidden_sizes but not vocab_size: only the declared field is passed.
+  model = build_model(_config('mlp'), 3, data_fields={'hidden_sizes': (5,), 'vocab_size': 7})
+  assert model.hidden_sizes == (5,)
+
+
+def test_build_model_rejects_config_setting_a_data_field():
+  with pytest.raises(ConfigError, match=r'config\.model\.hidden_sizes must not be set: it is '
+                                        r'filled in from the dataset'):
+    build_model(_config('mlp', hidden_sizes=(4,)), 3, data_fields={'hidden_sizes': (5,)})

@@ -51,7 +51,7 @@ def load_dataset(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Datas
   config = resolve_dataset_config(config)
   loader = DATASETS.get(config.name, "dataset.name")
   source = loader(config)
-  stratify = source.num_classes is not None
+  stratify = _stratify(source)
   seed = config.split_seed
 
   train, test, validation = source.train, source.test, source.validation
@@ -67,7 +67,8 @@ def load_dataset(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Datas
   if not source.sized_by_num_examples:
     train = splits.subset(train, config.num_examples,
                           splits.derived_seed(seed, splits.SUBSET_STREAM))
-  if config.standardize and train.inputs.ndim == 2:
+  if (config.standardize and train.inputs.ndim == 2
+      and np.issubdtype(train.inputs.dtype, np.floating)):
     train, validation, test = splits.standardize(train, validation, test)
 
   named = {"train": train, "validation": validation, "test": test}
@@ -76,7 +77,13 @@ def load_dataset(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Datas
       check_labels(split_name, split.labels, source.num_classes)
       if split.labels.dtype != np.int32:
         named[split_name] = Split(inputs=split.inputs, labels=split.labels.astype(np.int32))
-  return Dataset(name=config.name, splits=named, num_classes=source.num_classes)
+  return Dataset(name=config.name, splits=named, num_classes=source.num_classes,
+                 model_fields=dict(source.model_fields), metadata=dict(source.metadata))
+
+
+def _stratify(source: Source) -> bool:
+  """Held-out splits keep class proportions: for class labels, unless the source says no."""
+  return source.num_classes is not None if source.stratify is None else source.stratify
 
 
 def cross_validation_split(config: ml_collections.ConfigDict,
@@ -104,6 +111,6 @@ def cross_validation_split(config: ml_collections.ConfigDict,
   else:
     pool = source.train
     rest, held = splits.fold_indices(pool.labels, config.cv_folds, config.split_seed,
-                                     stratify=source.num_classes is not None)[config.cv_fold]
+                                     stratify=_stratify(source))[config.cv_fold]
   # In the pool's order, as hold_out keeps it (KFold lists a fold's examples shuffled).
   return splits.take(pool, np.sort(rest)), splits.take(pool, np.sort(held))

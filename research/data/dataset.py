@@ -9,6 +9,7 @@ change what another sees.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,9 @@ class Dataset:
   name: str
   splits: dict[str, Split]
   num_classes: int | None  # None for regression.
+  # Sizes passed to the model and facts saved with the run: see `sources.Source`.
+  model_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+  metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     if tuple(sorted(self.splits)) != tuple(sorted(SPLIT_NAMES)):

@@ -7,7 +7,7 @@ checks happen once in `load_dataset`, so every dataset gets them the same way.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import ml_collections
 import numpy as np
@@ -28,6 +28,13 @@ class Source:
     100K's u1-u5): fold k's held-out examples, as indices into the examples of `train`
     followed by those of `test`. With `dataset.cv_folds` set, they are used instead of a
     seeded k-fold split, and they make cross-validation possible although `test` is fixed.
+  stratify: whether held-out splits keep class proportions; None = for classification.
+    Sequence labels (a target per token) cannot be stratified.
+  model_fields: sizes only the data knows, passed to the model if it declares the field
+    (e.g. `vocab_size` of a vocabulary built from train text, `num_users`, `num_items`).
+  metadata: JSON-serialisable facts a checkpoint needs to be used later (e.g. the
+    vocabulary): written to `workdir/dataset.json` when training starts, so sampling or
+    recommending from a workdir needs nothing else.
   """
 
   train: Split
@@ -36,6 +43,9 @@ class Source:
   validation: Split | None = None
   sized_by_num_examples: bool = False
   folds: tuple[np.ndarray, ...] | None = None
+  stratify: bool | None = None
+  model_fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+  metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 Loader = Callable[[ml_collections.ConfigDict], Source]

@@ -48,15 +48,20 @@ def _freeze(value: Any) -> Any:
 
 
 def build_model(model_config: ml_collections.ConfigDict, num_outputs: int,
-                dtype: Any = jnp.float32) -> nn.Module:
+                dtype: Any = jnp.float32,
+                data_fields: dict[str, Any] | None = None) -> nn.Module:
   """Builds the module named by `model_config.name` from the rest of its fields.
 
   Every field other than `name` becomes a constructor kwarg, so adding a model
   option needs no plumbing here. `num_outputs` comes from the task (number of
   classes / targets) and `dtype` from the run's precision setting, which is why
-  the config must not set them. Mistakes are reported as ConfigErrors naming the
-  offending `config.model.<field>` and the valid fields.
+  the config must not set them. `data_fields` are sizes only the data knows (e.g.
+  `vocab_size` of a vocabulary built from the train text, `num_users`): each is
+  passed to the model if the model declares that field, and the config must not set
+  it either. Mistakes are reported as ConfigErrors naming the offending
+  `config.model.<field>` and the valid fields.
   """
+  data_fields = dict(data_fields or {})
   if isinstance(model_config, ml_collections.ConfigDict):
     fields = model_config.to_dict()
   else:
@@ -73,10 +78,15 @@ def build_model(model_config: ml_collections.ConfigDict, num_outputs: int,
       raise ConfigError(
           f'config.model.{field} must not be set: it is filled in from the task '
           f'(num_outputs) or the run precision (dtype). Remove it.')
+    if field in data_fields:
+      raise ConfigError(
+          f'config.model.{field} must not be set: it is filled in from the dataset '
+          f'({field}={data_fields[field]}). Remove it; change the dataset config instead.')
     if field not in valid:
       raise ConfigError(
           f'unexpected field config.model.{field} for model {name!r}. '
           f'Valid fields: {valid_msg}.')
+  fields.update({k: v for k, v in data_fields.items() if k in valid})
   missing = [f for f in _required_fields(model_cls) if f not in fields]
   if missing:
     raise ConfigError(

@@ -22,10 +22,8 @@ def build_task(config: ml_collections.ConfigDict, model: nn.Module,
 
 
 def num_outputs(task_name: str, num_classes: int | None, target_dim: int = 1) -> int:
-  """The model's output width a task needs."""
-  if task_name == "multiclass":
-    return int(num_classes)
-  return 1 if task_name == "binary" else target_dim
+  """The model's output width the task `task_name` needs."""
+  return TASKS.get(task_name, "config.task.name").num_outputs(num_classes, target_dim)
 
 
 __all__ = ["TASKS", "Task", "TrainState", "build_task", "num_outputs", "prepare_inputs"]

@@ -30,9 +30,14 @@ class TrainState(train_state.TrainState):
 
 
 def prepare_inputs(inputs: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
-  """uint8 images are kept as bytes on device and scaled to [0, 1] only here."""
+  """uint8 images are kept as bytes on device and scaled to [0, 1] only here.
+
+  Other integer inputs are ids (tokens, users, items) and pass through unchanged.
+  """
   if inputs.dtype == jnp.uint8:
     return inputs.astype(dtype) / 255.0
+  if jnp.issubdtype(inputs.dtype, jnp.integer):
+    return inputs
   return inputs.astype(dtype)
 
 
@@ -104,6 +109,11 @@ class Task(abc.ABC):
   def metric_names(self) -> tuple[str, ...]:
     """Scalar metrics `metrics` returns: what early stopping / best checkpoint may use."""
     return ("loss",)
+
+  @classmethod
+  def num_outputs(cls, num_classes: int | None, target_dim: int = 1) -> int:
+    """The model's output width this task needs (classes, targets, vocabulary size)."""
+    return int(num_classes) if num_classes is not None else target_dim
 
   # The metric used when a config does not name one (early stopping, best checkpoint).
   default_metric: str = "loss"

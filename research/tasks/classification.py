@@ -64,6 +64,10 @@ class BinaryClassification(Task):
   default_metric = "accuracy"
   default_mode = "max"
 
+  @classmethod
+  def num_outputs(cls, num_classes: int | None, target_dim: int = 1) -> int:
+    return 1
+
   def metric_names(self) -> tuple[str, ...]:
     return ("loss", "accuracy", "precision", "recall", "f1", "roc_auc")
 

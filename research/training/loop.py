@@ -33,6 +33,10 @@ from research.training.optimizers import make_optimizer, make_schedule
 from research.training.writers import MetricWriter, Progress, atomic_write_json
 
 
+# Facts about the data a checkpoint needs later (e.g. the vocabulary): `Source.metadata`.
+DATASET_FILE = "dataset.json"
+
+
 class Preempted(Exception):
   """SIGTERM arrived; a checkpoint was saved. Rerunning the same command resumes."""
 
@@ -86,7 +90,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                       f"{dataset.num_classes}. Use task 'multiclass'.")
   dtype = jnp.bfloat16 if config.precision == "bfloat16" else jnp.float32
   model = models.build_model(
-      config.model, tasks.num_outputs(config.task.name, dataset.num_classes, target_dim), dtype)
+      config.model, task_cls.num_outputs(dataset.num_classes, target_dim), dtype,
+      data_fields=dataset.model_fields)
   task = task_cls(config, model, dataset.num_classes)
   tx = make_optimizer(config.optimizer, config.schedule, total)
   best_metric = tc.best_metric or task.default_metric
@@ -281,6 +286,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   exp = build(config)
   workdir_lib.prepare(workdir, config, overwrite)
+  if exp.dataset.metadata and jax.process_index() == 0:
+    atomic_write_json(os.path.join(workdir, DATASET_FILE), exp.dataset.metadata)
   tc = config.train
   start_time = time.time()
   result_path = os.path.join(workdir, "result.json")

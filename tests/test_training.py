@@ -298,3 +298,17 @@ def test_workdir_outputs_are_readable(tmp_path):
   assert losses == pytest.approx([r["loss"] for r in train])
   assert "validation/accuracy" in events.Tags()["scalars"]
   assert os.path.isdir(os.path.join(workdir, "checkpoints_best"))
+
+
+def test_workdir_config_compare_tolerates_schema_growth_at_defaults():
+  from research.config import base_config
+  from research.training.workdir import config_differences, config_to_dict
+  new = config_to_dict(base_config())
+  old = json.loads(json.dumps(new))
+  del old["dataset"]["split_seed"]  # a field the schema gained after the run: at its default
+  assert config_differences(old, new) == []
+  new["dataset"]["split_seed"] = 3  # ... but not at its default: a real difference
+  assert config_differences(old, new) == ["config.dataset.split_seed: '<absent>' -> 3"]
+  old["model"] = {"name": "mlp", "width": 4}  # not a schema field: absent means different
+  new["model"] = {"name": "mlp"}
+  assert "config.model.width: 4 -> '<absent>'" in config_differences(old, new)

@@ -64,6 +64,15 @@ class Task(abc.ABC):
     return self.model.init({"params": params_rng, "dropout": dropout_rng},
                            prepare_inputs(sample_inputs), train=False)
 
+  def create_state(self, rng: jax.Array, sample_inputs: jax.Array,
+                   tx: optax.GradientTransformation) -> TrainState:
+    """The initial train state (traced inside jit). A task whose state is not one model
+    and one optimizer (a GAN's two players) overrides it, and `train_step` with it."""
+    variables = self.init_variables(rng, sample_inputs)
+    params = variables.pop("params")
+    return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
+                             model_state=dict(variables))
+
   def apply(self, params: Any, model_state: Any, inputs: jax.Array, rng: jax.Array | None,
             train: bool) -> tuple[jax.Array, Any]:
     """Runs the model; returns (outputs, updated model_state)."""

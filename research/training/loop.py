@@ -114,10 +114,7 @@ def init_state(exp: Experiment) -> tasks.TrainState:
   rng = jax.random.key(exp.config.seed)
 
   def create():
-    variables = exp.task.init_variables(rng, jnp.asarray(sample))
-    params = variables.pop("params")
-    return tasks.TrainState.create(apply_fn=exp.task.model.apply, params=params, tx=exp.tx,
-                                   model_state=dict(variables))
+    return exp.task.create_state(rng, jnp.asarray(sample), exp.tx)
 
   return jax.jit(create, out_shardings=mesh_lib.replicated(exp.mesh))()
 

@@ -19,7 +19,7 @@ from research.training.writers import atomic_write_json
 
 CONFIG_FILE = "config.json"
 RUN_OUTPUTS = ("checkpoints", "checkpoints_best", "tensorboard", "metrics.jsonl",
-               "result.json", "evaluation.json", CONFIG_FILE)
+               "result.json", "evaluation.json", "dataset.json", CONFIG_FILE)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -39,10 +39,25 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """The fields that differ, as 'config.key: old -> new' lines.
+
+  A field present on one side only and at its schema default there is not a difference:
+  the schema gained (or lost) a field since the run was made, and the run used what the
+  default means. So adding a config field never strands existing workdirs.
+  """
+  from research.config import base_config  # the schema; imported late to avoid a cycle
   a, b = _flatten(old), _flatten(new)
+  defaults = _flatten(config_to_dict(base_config()))
   missing = object()
+
+  def differs(k: str) -> bool:
+    if k in a and k in b:
+      return a[k] != b[k]
+    present = a[k] if k in a else b[k]
+    return k not in defaults or defaults[k] != present
+
   return [f"config.{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
-          for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+          for k in sorted(set(a) | set(b)) if differs(k)]
 
 
 def read_config(workdir: str) -> dict[str, Any] | None:

@@ -45,15 +45,32 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-  """A torch_reference.py workload and the experiment recipe that runs the same thing."""
+  """A torch_reference.py workload and the experiment recipe that runs the same thing.
+
+  `data` names the writer of random files in the dataset's upstream format (see
+  `DATA_WRITERS`); `overrides` are config fields set so shapes, sizes and optimizer match the
+  reference's workload exactly (e.g. its sequence length and vocabulary).
+  """
   experiment: str  # module under experiments/
   batch_size: int
+  data: str = "mnist"
+  overrides: tuple[tuple[str, Any], ...] = ()
 
 
 WORKLOADS: dict[str, Workload] = {
     "seed_mlp": Workload("mnist_mlp", 64),
     "seed_cnn": Workload("mnist_cnn", 64),
     "seed_cnn_b1024": Workload("mnist_cnn", 1024),
+    # The reference trains on random tensors without augmentation: so does this one.
+    "resnet18_cifar": Workload("cifar10_resnet18", 512, "cifar10", (
+        ("augment.random_crop_padding", 0), ("augment.horizontal_flip", False))),
+    "mf_ml100k": Workload("ml100k_mf", 1024, "movielens"),
+    # Sequences as the reference's: 200 tokens of a 20,000-word vocabulary; 128 of 10,000.
+    "lstm_cls": Workload("sst2_lstm", 64, "sst2", (
+        ("dataset.vocab_size", 20000), ("dataset.max_length", 200))),
+    "transformer_cls": Workload("sst2_transformer", 32, "sst2", (
+        ("dataset.vocab_size", 10000), ("dataset.max_length", 128))),
+    "gpt_char": Workload("shakespeare_char_gpt", 64, "text"),
 }
 
 _WORKLOAD = flags.DEFINE_list("workload", list(WORKLOADS),
@@ -83,7 +100,8 @@ _COMPILATION_CACHE = flags.DEFINE_bool(
     "compilation_cache", True, "Share compiled executables through a temporary persistent "
     "cache, so the real and the bare loop run the very same executable (on GPU, separate "
     "compilations may autotune to different kernels and differ by a few percent).")
-_NUM_TRAIN = flags.DEFINE_integer("num_train", 12000, "Random training images to generate.")
+_NUM_TRAIN = flags.DEFINE_integer("num_train", 0, "Random training examples to generate; 0 = "
+                                  "the workload's data default (see TRAIN_EXAMPLES).")
 _JSON = flags.DEFINE_string("json", None, "Append one JSON line per measurement to this file.")
 
 
@@ -146,6 +164,72 @@ def write_random_mnist(directory: str, num_train: int, num_test: int = 1000, see
   return directory
 
 
+def write_random_cifar10(directory: str, num_train: int, num_test: int = 1000,
+                         seed: int = 0) -> str:
+  """CIFAR-10 python batches (5 train files, 1 test file) of random images and labels."""
+  import pickle
+
+  import numpy as np
+  from research.data import cifar
+  rng = np.random.default_rng(seed)
+  per_file = -(-num_train // len(cifar.TRAIN_FILES))
+  for name, n in [(f, per_file) for f in cifar.TRAIN_FILES] + [("test_batch", num_test)]:
+    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             b"labels": rng.integers(0, 10, n).tolist()}
+    with open(os.path.join(directory, name), "wb") as f:
+      pickle.dump(batch, f)
+  return directory
+
+
+def write_random_movielens(directory: str, num_train: int, num_test: int = 1000,
+                           seed: int = 0) -> str:
+  """ml-100k's u.info and u1.base / u1.test: random ratings of its 943 users x 1682 items."""
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  users, items = 943, 1682
+  with open(os.path.join(directory, "u.info"), "w") as f:
+    f.write(f"{users} users\n{items} items\n{num_train + num_test} ratings\n")
+  for name, n in (("u1.base", num_train), ("u1.test", num_test)):
+    rows = np.stack([rng.integers(1, users + 1, n), rng.integers(1, items + 1, n),
+                     rng.integers(1, 6, n), rng.integers(874724710, 893286638, n)], axis=1)
+    with open(os.path.join(directory, name), "w") as f:
+      f.writelines("\t".join(map(str, row)) + "\n" for row in rows)
+  return directory
+
+
+def write_random_sst2(directory: str, num_train: int, num_test: int = 256, seed: int = 0,
+                      words: int = 200, vocab: int = 25000) -> str:
+  """SST-2 train.tsv / dev.tsv of random sentences, `words` words each, from `vocab` words:
+  every example is exactly as long as the reference's token sequences."""
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  for name, n in (("train.tsv", num_train), ("dev.tsv", num_test)):
+    ids = rng.integers(0, vocab, (n, words))
+    with open(os.path.join(directory, name), "w") as f:
+      f.write("sentence\tlabel\n")
+      f.writelines(" ".join(f"w{i}" for i in row) + f"\t{rng.integers(0, 2)}\n" for row in ids)
+  return directory
+
+
+def write_random_text(directory: str, num_chars: int, seed: int = 0) -> str:
+  """Tiny Shakespeare's input.txt of random characters from its 65-symbol alphabet."""
+  import string
+
+  import numpy as np
+  alphabet = np.array(list(string.ascii_letters + " \n!$&',-.3:;?"))
+  text = "".join(np.random.default_rng(seed).choice(alphabet, num_chars))
+  with open(os.path.join(directory, "input.txt"), "w") as f:
+    f.write(text)
+  return directory
+
+
+DATA_WRITERS = {"mnist": write_random_mnist, "cifar10": write_random_cifar10,
+                "movielens": write_random_movielens, "sst2": write_random_sst2,
+                "text": write_random_text}
+TRAIN_EXAMPLES = {"mnist": 12000, "cifar10": 4096, "movielens": 65536, "sst2": 4096,
+                  "text": 400_000}
+
+
 def make_config(name: str, data_dir: str, steps_per_dispatch: int | None = None):
   """The workload's experiment config on the random files, batch size as the reference's."""
   workload = WORKLOADS[name]
@@ -153,6 +237,16 @@ def make_config(name: str, data_dir: str, steps_per_dispatch: int | None = None)
   config.dataset.source = "local"
   config.dataset.data_dir = data_dir
   config.train.batch_size = workload.batch_size
+  # The schedule's length does not change a step's cost; a long one keeps any warmup valid
+  # on the small random datasets.
+  config.train.num_epochs = 0.0
+  config.train.num_steps = 1_000_000
+  for path, value in workload.overrides:
+    *parents, leaf = path.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
   if steps_per_dispatch:
     config.train.steps_per_dispatch = steps_per_dispatch
   return config
@@ -180,13 +274,10 @@ class CompiledStep:
     self.key = jax.random.key(config.seed + 1)
     self.chunk = steps.make_train_chunk(exp.task, exp.mesh)
     self.state = loop.init_state(exp)
-    split = exp.dataset.splits["train"]
-    example = {"inputs": jax.ShapeDtypeStruct((self.batch_size,) + split.inputs.shape[1:],
-                                              split.inputs.dtype),
-               "labels": jax.ShapeDtypeStruct((self.batch_size,), split.labels.dtype)}
+    example = loop._example_batch(exp, self.batch_size)
     self.metric_names = tuple(jax.eval_shape(
         lambda s, b: exp.task.train_step(s, b, self.key)[1], self.state, example))
-    self.totals = steps.init_totals(self.metric_names)
+    self.totals = steps.init_totals(self.metric_names, self.exp.mesh)
     self.calls = 0
     self.steps_done = 0  # host mirror of state.step: picks the data-order window
 
@@ -466,7 +557,7 @@ def _emit(row: dict[str, Any], path: str | None) -> None:
 def run_bench(workloads: Sequence[str], device: str, dispatch: Sequence[str], steps: int,
               warmup: int, windows: int, torch_reference: str | None, loop: bool,
               loop_intervals: int = 5, loop_interval_s: float = 2.0, loop_repeats: int = 2,
-              num_train: int = 12000, json_path: str | None = None) -> list[dict[str, Any]]:
+              num_train: int = 0, json_path: str | None = None) -> list[dict[str, Any]]:
   """Every measurement of the benchmark, as records (also printed as JSON lines).
 
   `torch_reference`: path of torch_reference.py, or None to time the framework alone.
@@ -480,9 +571,15 @@ def run_bench(workloads: Sequence[str], device: str, dispatch: Sequence[str], st
     logging.warning("load average %.1f on %s CPUs: other processes are running; CPU timings "
                     "(PyTorch's above all) will be noisy.", env["load_avg_1m"], env["cpu_count"])
   rows: list[dict[str, Any]] = []
-  with tempfile.TemporaryDirectory(prefix="bench_mnist_") as data_dir:
-    write_random_mnist(data_dir, num_train)
+  with tempfile.TemporaryDirectory(prefix="bench_data_") as root:
+    data_dirs: dict[str, str] = {}
     for name in workloads:
+      kind = WORKLOADS[name].data
+      if kind not in data_dirs:
+        data_dirs[kind] = os.path.join(root, kind)
+        os.makedirs(data_dirs[kind])
+        DATA_WRITERS[kind](data_dirs[kind], num_train or TRAIN_EXAMPLES[kind])
+      data_dir = data_dirs[kind]
       env = environment()  # per workload: the load average changes
       step_rows = bench_workload(name, data_dir, _dispatch_values(name, data_dir, dispatch),
                                  reference, device, steps, warmup, windows)

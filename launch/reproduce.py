@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 _ONLY = flags.DEFINE_list(
     "only", None, "Experiments to reproduce, by name (digits_cnn) or file "
-    "(path/to/exp.py); default: every experiment that has a REFERENCE.")
+    "(path/to/exp.py), each optionally with its variant (fashion_mnist_resnet18:cpu); "
+    "default: every experiment that has a REFERENCE.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Number of training seeds per experiment (0..N-1).")
 _FAST = flags.DEFINE_bool("fast", False, "CPU-sized runs: each experiment's ':cpu' variant "
                           "where it has one (MNIST family), else its recipe.")
@@ -54,7 +55,7 @@ def resolve_experiments(only: Sequence[str] | None) -> list[Experiment]:
   names = overrides.experiment_names()
   chosen = []
   for item in (only if only is not None else names):
-    item = item.strip()
+    item, _, variant = item.strip().partition(":")
     if item.endswith(".py"):
       path, name = item, os.path.splitext(os.path.basename(item))[0]
     elif item in names:
@@ -64,7 +65,7 @@ def resolve_experiments(only: Sequence[str] | None) -> list[Experiment]:
     module = overrides.load_module(path)
     if only is None and getattr(module, "REFERENCE", None) is None:
       continue
-    chosen.append(Experiment.from_module(name, module))
+    chosen.append(Experiment.from_module(name, module, variant))
   if not chosen:
     raise ConfigError("--only names no experiment: list some, e.g. --only=digits_cnn.")
   return chosen

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from research.data.augment import default_augment_config, validate as validate_augment
 from research.errors import ConfigError
+from research.training.transfer import default_init_from_config
 from research.training.optimizers import default_optimizer_config, default_schedule_config
 
 PRECISIONS = ("float32", "bfloat16")
@@ -39,6 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.dataset = default_dataset_config()
+  config.augment = default_augment_config()   # on-device train-time augmentation
+  config.init_from = default_init_from_config()  # start from another run's weights
   config.model = ml_collections.ConfigDict({"name": ""})
   config.task = ml_collections.ConfigDict(dict(name="multiclass", label_smoothing=0.0, top_k=5))
   config.optimizer = default_optimizer_config()
@@ -73,6 +77,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train.num_steps == 0 and config.train.num_epochs == 0:
     raise ConfigError("config.train.num_steps and config.train.num_epochs are both 0: "
                       "set one of them to the length of training.")
+  validate_augment(config.augment)
   if config.precision not in PRECISIONS:
     raise ConfigError(f"config.precision must be one of {PRECISIONS}, got {config.precision!r}.")
   if config.train.best_mode not in ("", "max", "min"):

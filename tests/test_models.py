@@ -31,7 +31,23 @@ SPECS: dict[str, tuple[dict, tuple[int, ...]]] = {
     'keras_cnn': ({}, (28, 28, 1)),
     'lenet5': ({}, (28, 28, 1)),
     'small_cnn': ({'features': (8, 16), 'dense': 32}, (8, 8, 1)),
+    'gpt': ({'num_layers': 1, 'num_heads': 2, 'width': 8, 'vocab_size': NUM_OUTPUTS,
+             'block_size': 6}, (6,)),
+    'matrix_factorization': ({'num_users': NUM_OUTPUTS, 'num_items': NUM_OUTPUTS,
+                              'num_factors': 4}, (2,)),
+    'neumf': ({'num_users': NUM_OUTPUTS, 'num_items': NUM_OUTPUTS, 'mf_dim': 4,
+               'mlp_sizes': (8, 4)}, (2,)),
+    'rnn_classifier': ({'vocab_size': NUM_OUTPUTS, 'embed_dim': 4, 'hidden_size': 4,
+                        'bidirectional': True}, (8,)),
+    'transformer_classifier': ({'vocab_size': NUM_OUTPUTS, 'd_model': 8, 'num_heads': 2,
+                                'num_layers': 1, 'mlp_dim': 16, 'max_position': 8}, (8,)),
 }
+# Models whose inputs are token ids in [0, NUM_OUTPUTS) rather than features.
+TOKEN_MODELS = ('gpt', 'matrix_factorization', 'neumf',  # recommenders: [user, item]
+                'rnn_classifier', 'transformer_classifier')  # text classifiers
+# Output shape per example where it is not (NUM_OUTPUTS,): language models give one
+# distribution per position.
+OUTPUT_SHAPES = {'gpt': (6, NUM_OUTPUTS), 'matrix_factorization': (1,)}
 
 
 def _config(name: str, **fields) -> ml_collections.ConfigDict:
@@ -51,8 +67,16 @@ def _inputs(shape: tuple[int, ...], seed: int = 0) -> jax.Array:
 
 def _build(name: str, dtype=jnp.float32, **overrides) -> tuple[nn.Module, jax.Array]:
   fields, shape = SPECS[name]
-  model = build_model(_config(name, **{**fields, **overrides}), NUM_OUTPUTS, dtype)
+  width = OUTPUT_SHAPES.get(name, (NUM_OUTPUTS,))[-1]  # MF predicts one score per pair
+  model = build_model(_config(name, **{**fields, **overrides}), width, dtype)
+  if name in TOKEN_MODELS:
+    ids = np.random.default_rng(0).integers(0, NUM_OUTPUTS, (BATCH, *shape))
+    return model, jnp.asarray(ids, jnp.int32)
   return model, _inputs((BATCH, *shape))
+
+
+def _output_shape(name: str) -> tuple[int, ...]:
+  return (BATCH, *OUTPUT_SHAPES.get(name, (NUM_OUTPUTS,)))
 
 
 @functools.cache
@@ -80,8 +104,15 @@ def _apply(model: nn.Module, variables: dict, x: jax.Array, train: bool = False,
   return _jit_apply(model, variables, x, train=train, rngs=rngs)
 
 
+# Models that do not fit the one-input, one-output contract above, with their own tests.
+TESTED_ELSEWHERE = {
+    'dcgan': 'tests/test_gan.py',  # two players, generate / discriminate
+    'resnet': 'tests/test_vision.py', 'cifar_resnet': 'tests/test_vision.py',  # BatchNorm state
+}
+
+
 def test_specs_cover_every_registered_model():
-  assert sorted(SPECS) == MODELS.names()
+  assert sorted(SPECS) == sorted(set(MODELS.names()) - set(TESTED_ELSEWHERE))
 
 
 @pytest.mark.parametrize('name', sorted(SPECS))
@@ -90,7 +121,7 @@ def test_output_shape_and_float32_dtype(name):
   variables = _variables(name)
   assert set(variables) == {'params'}  # no batch stats or other mutable state
   y = _apply(model, variables, x)
-  assert y.shape == (BATCH, NUM_OUTPUTS)
+  assert y.shape == _output_shape(name)
   assert y.dtype == jnp.float32
   assert bool(jnp.all(jnp.isfinite(y)))
   assert float(jnp.std(y)) > 0  # outputs actually depend on the inputs/params
@@ -104,7 +135,7 @@ def test_bfloat16_computes_in_bf16_with_float32_params(name):
   assert {leaf.dtype for leaf in jax.tree.leaves(shapes)} == {jnp.dtype(jnp.float32)}
   variables = _variables(name)
   y = _apply(model, variables, x)
-  assert y.shape == (BATCH, NUM_OUTPUTS)
+  assert y.shape == _output_shape(name)
   assert y.dtype == jnp.bfloat16
   # Same params in float32 give nearly the same outputs: bf16 is only a precision change.
   model32, _ = _build(name)
@@ -116,7 +147,8 @@ DROPOUT_MODELS = sorted(n for n in SPECS if 'dropout_rate' in config_fields(MODE
 
 
 def test_dropout_models_are_the_expected_ones():
-  assert DROPOUT_MODELS == ['keras_cnn', 'lenet5', 'mlp', 'small_cnn']
+  assert DROPOUT_MODELS == ['gpt', 'keras_cnn', 'lenet5', 'mlp', 'neumf', 'rnn_classifier',
+                            'small_cnn', 'transformer_classifier']
 
 
 @pytest.mark.parametrize('name', DROPOUT_MODELS)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from launch import overrides
 from research.errors import ConfigError
 from research.report import plots, results, results_md
 from research.report import reproduce as reproduce_lib
@@ -183,3 +184,21 @@ def test_bad_input_is_refused_naming_it(tmp_path):
     for needle in needles:
       assert needle in errors[0], (arg, errors[0])
   assert not (tmp_path / "RESULTS.md").exists() and not (tmp_path / "runs").exists()
+
+
+def test_only_accepts_a_variant_per_experiment():
+  # Through a subprocess: importing launch.reproduce here would define its absl flags in
+  # this process, beside those of other launch modules that tests import.
+  from research.report.reproduce import Experiment, experiment_config
+  probe = ("from launch.reproduce import resolve_experiments as r; "
+           "print([(e.name, e.variant) for e in r(['iris_softmax:tiny', 'wine_softmax'])])")
+  out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=ENV, capture_output=True,
+                       text=True)
+  assert out.stdout.strip() == "[('iris_softmax', 'tiny'), ('wine_softmax', '')]", out.stderr
+  load = lambda name: overrides.load_module(str(ROOT / "experiments" / f"{name}.py"))
+  tiny = Experiment.from_module("iris_softmax", load("iris_softmax"), "tiny")
+  recipe = Experiment.from_module("wine_softmax", load("wine_softmax"))
+  assert (tiny.variant, recipe.variant) == ("tiny", "")
+  config, used = experiment_config(tiny, variant="", fast=True)  # the item's own variant wins
+  assert used == "tiny" and config.train.num_steps > 0
+  assert experiment_config(recipe, fast=True)[1] == ""  # no ':cpu' variant: its recipe

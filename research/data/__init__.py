@@ -13,7 +13,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from research.data import mnist, sklearn_source, splits, synthetic
+from research.data import (cifar, imdb, mnist, movielens, shakespeare, sklearn_source, splits,
+                           sst2, synthetic)
 from research.data.config import default_dataset_config, resolve_dataset_config
 from research.data.dataset import Dataset, Split, check_labels
 from research.data.idx import read_idx
@@ -31,10 +32,18 @@ DATASETS: Registry[Loader] = Registry("dataset")
 
 for _name in mnist.DATASETS:
   DATASETS.register(_name)(functools.partial(mnist.load, _name))
+DATASETS.register(mnist.T10K_NAME)(mnist.load_t10k)
 for _name in sklearn_source.DATASETS:
   DATASETS.register(_name)(functools.partial(sklearn_source.load, _name))
 DATASETS.register("synthetic_linear")(synthetic.load_linear)
 DATASETS.register("synthetic_classification")(synthetic.load_classification)
+DATASETS.register(cifar.NAME)(cifar.load)
+DATASETS.register(sst2.NAME)(sst2.load)
+DATASETS.register(imdb.NAME)(imdb.load)
+for _name in shakespeare.DATASETS:
+  DATASETS.register(_name)(functools.partial(shakespeare.load, _name))
+for _name in movielens.DATASETS:
+  DATASETS.register(_name)(functools.partial(movielens.load, _name))
 
 
 def load_dataset(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Dataset:

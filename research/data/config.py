@@ -17,6 +17,7 @@ from research.errors import ConfigError
 from research.registry import unknown_name_message
 
 SOURCES = ("auto", "tfds", "local", "sklearn", "synthetic")
+TOKENIZERS = ("word", "char", "subword")
 
 
 def default_dataset_config() -> ml_collections.ConfigDict:
@@ -59,6 +60,32 @@ def default_dataset_config() -> ml_collections.ConfigDict:
   # Which fold (0 .. cv_folds - 1) is the test split. `launch.main --mode=cross_validate`
   # sets it for each of its runs.
   config.cv_fold = 0
+  # Text datasets (SST-2, IMDB): how text becomes token ids (see research/data/text.py).
+  # 'word' (lower-cased words and punctuation), 'char', or 'subword' (a sentencepiece unigram
+  # model trained on the train text and cached: see cache_dir).
+  config.tokenizer = "word"
+  # Vocabulary size cap, <pad> (id 0) and <unk> (id 1) included: the most frequent train
+  # tokens are kept. The model's vocab_size is the size actually built, filled in from here.
+  config.vocab_size = 20000
+  # Longest token sequence kept (longer texts are truncated at the end). Each split is
+  # padded to one length so compiled shapes stay fixed, rounded up to a multiple of 8: for
+  # train the `length_percentile` percentile of its lengths, for validation / test their
+  # longest text, each capped at max_length.
+  config.max_length = 256
+  config.length_percentile = 100.0
+  # Lower-case text before tokenising.
+  config.lowercase = True
+  # Where a trained sentencepiece model is cached; '' = data_dir if writable, else
+  # ~/.cache/research (or $XDG_CACHE_HOME/research).
+  config.cache_dir = ""
+  # Language modelling on one long text (tiny_shakespeare): tokens of context per example.
+  # Each example is a window of block_size + 1 tokens: inputs are its first block_size,
+  # labels the same shifted by one. Also the model's context length (its `block_size`).
+  config.block_size = 256
+  # Tokens between the starts of consecutive training windows (0 = block_size, no overlap).
+  # Smaller strides give more, overlapping examples (block_size * 8 / stride bytes per token
+  # of text). Validation and test windows never overlap, so each token is scored once.
+  config.stride = 0
   return config
 
 
@@ -108,6 +135,19 @@ def resolve_dataset_config(config: Mapping[str, Any] | ml_collections.ConfigDict
   if resolved.cv_folds and not 0 <= resolved.cv_fold < resolved.cv_folds:
     raise fail("cv_fold", f"it must be in [0, {resolved.cv_folds}) since "
                           f"{prefix}.cv_folds = {resolved.cv_folds}")
+  if resolved.tokenizer not in TOKENIZERS:
+    raise ConfigError(unknown_name_message("tokenizer", resolved.tokenizer, list(TOKENIZERS),
+                                           f"{prefix}.tokenizer"))
+  if resolved.vocab_size < 3:
+    raise fail("vocab_size", "it must be >= 3 (<pad>, <unk> and at least one token)")
+  if resolved.max_length <= 0:
+    raise fail("max_length", "it must be >= 1 (tokens kept per example)")
+  if not 0.0 < resolved.length_percentile <= 100.0:
+    raise fail("length_percentile", "it must be in (0, 100]")
+  if resolved.block_size < 1:
+    raise fail("block_size", "it must be >= 1 (tokens of context per example)")
+  if resolved.stride < 0:
+    raise fail("stride", "it must be >= 0 (0 = block_size: windows that do not overlap)")
   if not resolved.cv_folds and resolved.cv_fold:
     raise fail("cv_fold", f"cross-validation is off ({prefix}.cv_folds = 0); set "
                           f"{prefix}.cv_folds to the number of folds, or leave cv_fold at 0")

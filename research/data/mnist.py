@@ -123,3 +123,33 @@ def load(name: str, config: ml_collections.ConfigDict) -> Source:
         f"{name}: found no local IDX files ({local or 'dataset.data_dir is not set'}); to use "
         f"local files, {DATASETS[name].where_to_get}, and set dataset.data_dir. Reading from "
         f"TFDS instead failed: {e}") from e
+
+
+# MNIST's real test images, as a small dataset of their own (`mnist_t10k`): the only MNIST
+# files on machines without network access, used for small-budget transfer learning. Read
+# from dataset.data_dir, else from the offline copy beside the repository, else TFDS's test
+# split. The examples have no fixed splits: test and validation are held out by load_dataset.
+T10K_NAME = "mnist_t10k"
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+T10K_DIRS: tuple[str, ...] = (os.path.join(_REPO_ROOT, "..", "shared", "datasets", "mnist"),)
+
+
+def load_t10k(config: ml_collections.ConfigDict) -> Source:
+  source = require_source(config, T10K_NAME, ("local", "tfds"))
+  if source == "tfds":
+    images, labels = tfds_source.read_split("mnist", "test", config.data_dir)
+    return Source(train=Split(inputs=images, labels=labels), num_classes=NUM_CLASSES)
+  images_file, labels_file = FILES["test"]
+  candidates = [config.data_dir] if config.data_dir else list(T10K_DIRS)
+  for data_dir in candidates:
+    if all(os.path.isfile(os.path.join(data_dir, f)) for f in FILES["test"]):
+      images, labels = idx.read_images_and_labels(
+          os.path.join(data_dir, images_file), os.path.join(data_dir, labels_file),
+          IMAGE_SHAPE, NUM_CLASSES, split_name="t10k")
+      return Source(train=Split(inputs=images, labels=labels), num_classes=NUM_CLASSES)
+  if source == "local":
+    raise DataError(f"{T10K_NAME}: {' or '.join(candidates)} lacks {images_file} and "
+                    f"{labels_file} (dataset.data_dir): "
+                    f"{DATASETS['mnist'].where_to_get}.")
+  images, labels = tfds_source.read_split("mnist", "test", config.data_dir)
+  return Source(train=Split(inputs=images, labels=labels), num_classes=NUM_CLASSES)

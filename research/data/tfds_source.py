@@ -7,19 +7,16 @@ inside TFDS. A dataset that is not prepared raises DataError saying how to provi
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
 from research.errors import DataError
 
 
-def read_split(name: str, split: str, data_dir: str = "",
-               input_key: str = "image", label_key: str = "label") -> tuple[np.ndarray, np.ndarray]:
-  """Returns (inputs, labels) of TFDS dataset `name`, split `split`, decoding every example.
-
-  Decoding everything up front is fine for the small datasets this framework holds in memory
-  (MNIST: 70k examples). `data_dir` '' means TFDS's default data dir.
-  """
+def open_split(name: str, split: str, data_dir: str = "") -> Any:
+  """The random-access `tfds.data_source` of one non-empty split, or a DataError saying how to
+  prepare it. `data_dir` '' means TFDS's default data dir."""
   import tensorflow_datasets as tfds  # Imported here: it takes ~1 s and most datasets don't use it.
   from tensorflow_datasets.core import constants
 
@@ -44,6 +41,19 @@ def read_split(name: str, split: str, data_dir: str = "",
         "local raw files with dataset.source=local and dataset.data_dir=DIR.") from e
   if first is None:
     raise DataError(f"TFDS dataset {name!r} split {split!r} in {where} is empty: rebuild it.")
+  return source
+
+
+def read_split(name: str, split: str, data_dir: str = "",
+               input_key: str = "image", label_key: str = "label") -> tuple[np.ndarray, np.ndarray]:
+  """Returns (inputs, labels) of TFDS dataset `name`, split `split`, decoding every example.
+
+  Decoding everything up front is fine for the small datasets this framework holds in memory
+  (MNIST: 70k examples). `data_dir` '' means TFDS's default data dir.
+  """
+  source = open_split(name, split, data_dir)
+  num_examples = len(source)
+  first = source[0]
   missing = [k for k in (input_key, label_key) if k not in first]
   if missing:
     raise DataError(f"TFDS dataset {name!r} has no field(s) {missing}; it has {sorted(first)}.")

@@ -35,9 +35,10 @@ class Experiment:
   name: str
   module: types.ModuleType
   reference: results.Reference
+  variant: str = ""  # asked for with the name (`--only=NAME:VARIANT`): wins over --variant/--fast
 
   @classmethod
-  def from_module(cls, name: str, module: types.ModuleType) -> Experiment:
+  def from_module(cls, name: str, module: types.ModuleType, variant: str = "") -> Experiment:
     """Raises ConfigError naming the experiment when it has no (or a malformed) REFERENCE."""
     reference = getattr(module, "REFERENCE", None)
     if reference is None:
@@ -46,7 +47,7 @@ class Experiment:
           f"experiment {name!r} has no REFERENCE, so there is nothing to reproduce: add "
           "REFERENCE = dict(metric='test/accuracy', value=..., goal='>=', source='...') to "
           f"{path}, or leave it out of --only.")
-    return cls(name, module, results.Reference.from_module(name, reference))
+    return cls(name, module, results.Reference.from_module(name, reference), variant)
 
 
 def experiment_config(exp: Experiment, variant: str = "",
@@ -56,6 +57,7 @@ def experiment_config(exp: Experiment, variant: str = "",
   An experiment without a ':cpu' variant is CPU-sized already (the scikit-learn ones), so
   `fast` runs its recipe rather than a shrunken one that would mean nothing.
   """
+  variant = exp.variant or variant
   if variant:
     try:
       return exp.module.get_config(variant), variant

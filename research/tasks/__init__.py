@@ -8,12 +8,19 @@ import ml_collections
 from research.registry import Registry
 from research.tasks.base import Task, TrainState, prepare_inputs
 from research.tasks.classification import BinaryClassification, MulticlassClassification
+from research.tasks.gan import GAN
+from research.tasks.language_model import LanguageModel
+from research.tasks.rating import ImplicitFeedback, RatingRegression
 from research.tasks.regression import Regression
 
 TASKS: Registry[type[Task]] = Registry("task")
 TASKS.register("multiclass")(MulticlassClassification)
 TASKS.register("binary")(BinaryClassification)
 TASKS.register("regression")(Regression)
+TASKS.register("gan")(GAN)
+TASKS.register("language_model")(LanguageModel)
+TASKS.register("rating")(RatingRegression)
+TASKS.register("implicit")(ImplicitFeedback)
 
 
 def build_task(config: ml_collections.ConfigDict, model: nn.Module,

@@ -18,9 +18,11 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from research.data.augment import make_augment
 from research.training.optimizers import penalty
 
 Batch = dict[str, jax.Array]
+AUGMENT_STREAM = 0x61756720  # fold_in constant: augmentation draws apart from dropout's
 Metrics = dict[str, jax.Array]
 
 
@@ -56,6 +58,7 @@ class Task(abc.ABC):
     self.num_classes = num_classes
     self.l1 = float(config.optimizer.get("l1", 0.0))
     self.l2 = float(config.optimizer.get("l2", 0.0))
+    self.augment = make_augment(config.get("augment"))
 
   # -- model plumbing ---------------------------------------------------------------
 
@@ -95,7 +98,9 @@ class Task(abc.ABC):
 
   def train_step(self, state: TrainState, batch: Batch,
                  rng: jax.Array) -> tuple[TrainState, Metrics]:
-    """The generic step: differentiate loss (+ L1/L2 penalty), apply the optimizer."""
+    """The generic step: augment, differentiate loss (+ L1/L2 penalty), apply the optimizer."""
+    if self.augment is not None:
+      batch = self.augment(batch, jax.random.fold_in(rng, AUGMENT_STREAM))
 
     def objective(params):
       loss, (sums, model_state) = self.loss_and_sums(params, state.model_state, batch, rng)
@@ -123,6 +128,10 @@ class Task(abc.ABC):
   def num_outputs(cls, num_classes: int | None, target_dim: int = 1) -> int:
     """The model's output width this task needs (classes, targets, vocabulary size)."""
     return int(num_classes) if num_classes is not None else target_dim
+
+  def on_evaluation(self, state: TrainState, step: int, workdir: str, writer: Any) -> None:
+    """Called by the loop after each validation (host side), e.g. to write sample images
+    with `writer` (a `MetricWriter`) into the workdir. Default: nothing."""
 
   # The metric used when a config does not name one (early stopping, best checkpoint).
   default_metric: str = "loss"

@@ -37,6 +37,9 @@ class MulticlassClassification(Task):
   def loss_and_sums(self, params, model_state, batch: Batch, rng) -> tuple[jax.Array, tuple[Metrics, Any]]:
     logits, model_state = self.apply(params, model_state, batch["inputs"], rng, train=True)
     losses = self._loss(logits, batch["labels"])
+    if "mix_labels" in batch:  # mixup: the loss of the mixed targets
+      weight = batch["mix_weight"]
+      losses = weight * losses + (1 - weight) * self._loss(logits, batch["mix_labels"])
     correct = jnp.argmax(logits, -1) == batch["labels"]
     sums = {"loss": losses.sum(), "accuracy": correct.sum(), "count": jnp.float32(len(losses))}
     return losses.mean(), (sums, model_state)

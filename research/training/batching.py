@@ -55,10 +55,16 @@ class EpochOrder:
 
 
 def put_split(split: Split, mesh: Mesh) -> dict[str, jax.Array]:
-  """The whole split on every device (replicated): small data, gathered in the step."""
+  """The whole split on every device (replicated): small data, gathered in the step.
+
+  `index` (each example's position in its split) travels with the batches, so a task can
+  make per-example randomness that does not depend on batching, e.g. a GAN's evaluation
+  latents; tasks that do not need it ignore it (and XLA drops the unused gather).
+  """
   sharding = mesh_lib.replicated(mesh)
   return {"inputs": jax.device_put(split.inputs, sharding),
-          "labels": jax.device_put(split.labels, sharding)}
+          "labels": jax.device_put(split.labels, sharding),
+          "index": jax.device_put(np.arange(len(split), dtype=np.int32), sharding)}
 
 
 def eval_blocks(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,8 @@ from research import models, tasks
 from research.data import load_dataset
 from research.data.dataset import Dataset
 from research.errors import CheckpointError, ConfigError, NonFiniteLossError
-from research.training import batching, checkpoint, mesh as mesh_lib, steps, workdir as workdir_lib
+from research.training import (batching, checkpoint, mesh as mesh_lib, steps, transfer,
+                               workdir as workdir_lib)
 from research.training.optimizers import make_optimizer, make_schedule
 from research.training.writers import MetricWriter, Progress, atomic_write_json
 
@@ -133,14 +134,16 @@ class Evaluator:
     self.data = device_splits
     self.fn = steps.make_eval_fn(exp.task, exp.mesh)
 
-  def __call__(self, state: tasks.TrainState, split: str) -> dict[str, Any]:
-    labels = self.exp.dataset.splits[split].labels
-    n = len(labels)
+  def outputs(self, state: tasks.TrainState, split: str) -> dict[str, np.ndarray]:
+    """The task's per-example outputs of a split (e.g. logits), on the host, in order."""
+    n = len(self.exp.dataset.splits[split].labels)
     indices, mask = batching.eval_blocks(n, _eval_batch_size(self.exp, n))
     outputs = self.fn(state.params, state.model_state, self.data[split], indices)
     flat_mask = mask.reshape(-1)
-    host = {k: np.asarray(v).reshape((-1,) + v.shape[2:])[flat_mask] for k, v in outputs.items()}
-    return self.exp.task.metrics(host, labels)
+    return {k: np.asarray(v).reshape((-1,) + v.shape[2:])[flat_mask] for k, v in outputs.items()}
+
+  def __call__(self, state: tasks.TrainState, split: str) -> dict[str, Any]:
+    return self.exp.task.metrics(self.outputs(state, split), self.exp.dataset.splits[split].labels)
 
 
 class _SigtermFlag:
@@ -197,12 +200,17 @@ class _Run:
     if restored is not None:
       self.state, self.meta, _ = restored
       logging.info("Resumed from %s at step %d.", self.ckpt.latest_dir, int(self.state.step))
+    elif exp.config.init_from.workdir:
+      state, loaded = transfer.initialise_from(self.state, exp.config, exp.tx)
+      self.state = jax.device_put(state, mesh_lib.replicated(exp.mesh))
+      logging.info("Initialised %d arrays from %s.", len(loaded) - 1, loaded[0])
     self.step = int(jax.device_get(self.state.step))
     self.finished = self.step >= exp.total_steps or self.meta["stopped_early"]
 
   def start(self, workdir: str) -> None:
     """Writers, data order and the compiled train function: only for a run that trains."""
     exp, tc = self.exp, self.exp.config.train
+    self.workdir = workdir
     self.writer = MetricWriter(workdir, resume_step=self.step)
     self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size,
                                      exp.config.seed)
@@ -213,7 +221,7 @@ class _Run:
     self.metric_names = tuple(jax.eval_shape(
         lambda s, b: exp.task.train_step(s, b, self.key)[1], self.state,
         _example_batch(exp, tc.batch_size)))
-    self.totals = steps.init_totals(self.metric_names)
+    self.totals = steps.init_totals(self.metric_names, self.exp.mesh)
     self.progress = Progress(exp.total_steps, self.step, tc.batch_size)
 
   def train_until(self, end: int) -> None:
@@ -233,7 +241,7 @@ class _Run:
 
   def log_train(self) -> None:
     metrics = _fetch_train_metrics(self.totals, self.step)
-    self.totals = steps.init_totals(self.metric_names)
+    self.totals = steps.init_totals(self.metric_names, self.exp.mesh)
     rates = self.progress.update(self.step, {k: v for k, v in metrics.items()
                                              if k in ("loss", "accuracy")})
     self.writer.write(self.step, "train", {**metrics, **rates,
@@ -244,6 +252,7 @@ class _Run:
     exp, tc, meta = self.exp, self.exp.config.train, self.meta
     val = self.evaluate_split(self.state, "validation")
     self.writer.write(self.step, "validation", val)
+    exp.task.on_evaluation(self.state, self.step, self.workdir, self.writer)
     value = float(val[exp.best_metric])
     if _is_better(value, meta["best_value"], exp.best_mode, tc.early_stopping_min_delta):
       meta.update(best_value=value, best_step=self.step, bad_evals=0)
@@ -342,6 +351,18 @@ def restore_state(config: ml_collections.ConfigDict, workdir: str,
   return exp, state, step
 
 
+def restore_workdir(workdir: str, best: bool = False) -> tuple[Experiment, tasks.TrainState, int]:
+  """`restore_state` with the config the workdir was trained with (its config.json), plus
+  defaults for fields the schema gained since."""
+  if not os.path.isdir(workdir):
+    raise CheckpointError(f"workdir {workdir} does not exist: point at a trained run.")
+  saved = workdir_lib.read_config(workdir)
+  if saved is None:
+    raise CheckpointError(f"{workdir} has no {workdir_lib.CONFIG_FILE}: it is not a training "
+                          "workdir; point at one that `python -m launch.main` trained.")
+  return restore_state(workdir_lib.with_defaults(saved), workdir, best)
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str, best: bool = False) -> dict[str, Any]:
   """Evaluates the newest (or best) checkpoint of a workdir on validation and test."""
   exp, state, step = restore_state(config, workdir, best)
@@ -377,7 +398,8 @@ def _read_json(path: str) -> dict[str, Any]:
 def _example_batch(exp: Experiment, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
   split = exp.dataset.splits["train"]
   return {"inputs": jax.ShapeDtypeStruct((batch_size,) + split.inputs.shape[1:], split.inputs.dtype),
-          "labels": jax.ShapeDtypeStruct((batch_size,) + split.labels.shape[1:], split.labels.dtype)}
+          "labels": jax.ShapeDtypeStruct((batch_size,) + split.labels.shape[1:], split.labels.dtype),
+          "index": jax.ShapeDtypeStruct((batch_size,), np.int32)}
 
 
 def _raise_if_nonfinite(totals: steps.Totals, step: int) -> None:

@@ -19,6 +19,7 @@ import ml_collections
 import optax
 
 from research.errors import ConfigError
+from research.training.transfer import parameter_groups
 from research.registry import unknown_name_message
 
 # Optimizers with their own constructor (hyperparameter names differ from optax's).
@@ -39,7 +40,10 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
       b1=0.9, b2=0.999,       # adam / adamw
       eps=1e-8,               # adam / adamw / adagrad / rmsprop
       decay=0.9,              # rmsprop's moving average of squared gradients
-      weight_decay=0.0, clip_norm=0.0, l1=0.0, l2=0.0))
+      weight_decay=0.0, clip_norm=0.0, l1=0.0, l2=0.0,
+      # Parameter-path regexes (see research/training/transfer.py): kept fixed, or trained at
+      # scale_lr_factor x the learning rate (e.g. pretrained layers while a new head learns).
+      freeze=(), scale_lr=(), scale_lr_factor=0.1))
 
 
 def default_schedule_config() -> ml_collections.ConfigDict:
@@ -165,7 +169,7 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
     # momentum, RMSProp and friends; AdamW above has its own decoupled decay.
     parts.append(optax.add_decayed_weights(wd, mask=_weight_decay_mask))
   parts.append(tx)
-  return optax.chain(*parts)
+  return parameter_groups(opt, optax.chain(*parts))
 
 
 def penalty(params: Any, l1: float, l2: float) -> jax.Array:

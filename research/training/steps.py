@@ -33,22 +33,24 @@ def gather_batch(data: dict[str, jax.Array], indices: jax.Array, mesh: Mesh) -> 
           for k, v in data.items()}
 
 
-def init_totals(metric_names: tuple[str, ...]) -> Totals:
+def init_totals(metric_names: tuple[str, ...], mesh: Mesh) -> Totals:
   """Running sums of the train metrics, plus the first step whose loss was not finite.
 
-  One compiled call (cached per tuple of names): eager `jnp.zeros` per metric cost about
-  1 ms of host time per log interval, which shows on a GPU step of 0.05 ms.
+  One compiled call (cached per names and mesh): eager `jnp.zeros` per metric cost about
+  1 ms of host time per log interval, which shows on a GPU step of 0.05 ms. The totals are
+  replicated over the mesh as the train chunk returns them, so its first and later calls
+  see the same input shardings and share one compilation.
   """
-  return _zero_totals(tuple(metric_names))()
+  return _zero_totals(tuple(metric_names), mesh)()
 
 
 @functools.lru_cache(maxsize=None)
-def _zero_totals(metric_names: tuple[str, ...]) -> Callable[[], Totals]:
+def _zero_totals(metric_names: tuple[str, ...], mesh: Mesh) -> Callable[[], Totals]:
   def zeros() -> Totals:
     totals = {name: jnp.zeros((), jnp.float32) for name in metric_names}
     totals["nonfinite_step"] = jnp.full((), NO_NONFINITE_STEP, jnp.int32)
     return totals
-  return jax.jit(zeros)
+  return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
 
 
 def make_train_chunk(task: Task, mesh: Mesh, donate: bool = True) -> Callable[..., tuple[TrainState, Totals]]:

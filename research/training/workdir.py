@@ -19,7 +19,7 @@ from research.training.writers import atomic_write_json
 
 CONFIG_FILE = "config.json"
 RUN_OUTPUTS = ("checkpoints", "checkpoints_best", "tensorboard", "metrics.jsonl",
-               "result.json", "evaluation.json", "dataset.json", CONFIG_FILE)
+               "result.json", "evaluation.json", "dataset.json", "samples", CONFIG_FILE)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -58,6 +58,21 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
   return [f"config.{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
           for k in sorted(set(a) | set(b)) if differs(k)]
+
+
+def with_defaults(saved: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A saved config.json as a ConfigDict, completed with the schema's defaults for fields
+  added since it was written (which `config_differences` treats as equal)."""
+  from research.config import base_config
+
+  def merge(defaults: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(defaults)
+    for key, value in values.items():
+      out[key] = (merge(defaults[key], value)
+                  if isinstance(value, dict) and isinstance(defaults.get(key), dict) else value)
+    return out
+
+  return ml_collections.ConfigDict(merge(config_to_dict(base_config()), saved))
 
 
 def read_config(workdir: str) -> dict[str, Any] | None:

@@ -96,6 +96,11 @@ class MetricWriter:
       if math.isfinite(value):
         self._tb.add_scalar(f"{split}/{name}", value, step)
 
+  def image(self, step: int, tag: str, image: np.ndarray) -> None:
+    """One (H, W, C) uint8 image (e.g. a grid of samples) as a TensorBoard image."""
+    if self._tb is not None:
+      self._tb.add_image(tag, np.asarray(image), step, dataformats="HWC")
+
   def flush(self) -> None:
     if self._tb is not None:
       self._tb.flush()

@@ -57,3 +57,21 @@ def test_mlp_step_and_loop_records(tmp_path):
 def test_unknown_workload_is_named():
   with pytest.raises(Exception, match="seed_mpl"):
     bench.run_bench(["seed_mpl"], "cpu", ["1"], 1, 1, 1, None, False)
+
+
+@pytest.mark.parametrize("name, input_shape", [
+    ("resnet18_cifar", (32, 32, 3)), ("mf_ml100k", (2,)), ("lstm_cls", (200,)),
+    ("transformer_cls", (128,)), ("gpt_char", (256,))])
+def test_random_upstream_files_build_the_workload_with_the_reference_shapes(name, input_shape,
+                                                                            tmp_path):
+  from research.training import loop
+  workload = bench.WORKLOADS[name]
+  sizes = {"text": 40_000,  # characters: enough windows of 256 for one batch of 64
+           "sst2": 1024}   # sentences: all 25,000 random words appear
+  bench.DATA_WRITERS[workload.data](str(tmp_path), sizes.get(workload.data,
+                                                             2 * workload.batch_size + 64))
+  exp = loop.build(bench.make_config(name, str(tmp_path)))
+  assert exp.config.train.batch_size == workload.batch_size
+  assert exp.dataset.input_shape == input_shape
+  if name == "lstm_cls":  # every random word is in the capped vocabulary, as in the reference
+    assert exp.task.model.vocab_size == 20000

@@ -32,24 +32,16 @@ _BASELINE = flags.DEFINE_bool(
 
 
 def load_run(workdir: str, best: bool = False) -> tuple[Any, Any, int]:
-  """(experiment, train state, step) of a recommender workdir, via `loop.restore_state`."""
-  import ml_collections
+  """(experiment, train state, step) of a recommender workdir, via `loop.restore_workdir`."""
+  from research.errors import ConfigError
+  from research.training import loop
 
-  from research.errors import CheckpointError, ConfigError
-  from research.training import loop, workdir as workdir_lib
-
-  if not os.path.isdir(workdir):
-    raise CheckpointError(f"--workdir={workdir} does not exist: point it at a trained run.")
-  saved = workdir_lib.read_config(workdir)
-  if saved is None:
-    raise CheckpointError(f"{workdir} has no {workdir_lib.CONFIG_FILE}: it is not a training "
-                          "workdir; point --workdir at one that `python -m launch.main` trained "
-                          "(for cross-validation or seeds: WORKDIR/fold_<k> or seed_<s>).")
-  exp, state, step = loop.restore_state(ml_collections.ConfigDict(saved), workdir, best)
+  exp, state, step = loop.restore_workdir(workdir, best)
   if not {"num_users", "num_items"} <= set(exp.dataset.model_fields):
     raise ConfigError(f"{workdir} trained {exp.config.model.name!r} on {exp.dataset.name!r}, "
                       "which is not a recommender (no users and items): point --workdir at a "
-                      "run of experiments/ml100k_mf.py or ml100k_ncf.py.")
+                      "run of experiments/ml100k_mf.py or ml100k_ncf.py (for cross-validation "
+                      "or seeds: WORKDIR/fold_<k> or seed_<s>).")
   return exp, state, step
 
 

@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from research import models, tasks
 from research.data.shakespeare import Codec
@@ -159,19 +158,8 @@ def load_workdir(workdir: str, best: bool = False) -> Loaded:
   codec = Codec.from_metadata(metadata, meta_path)
   checkpointer = Checkpointer(workdir)
   where = checkpointer.best_dir if best else checkpointer.latest_dir
-  if not checkpointer.has_checkpoint(best):
-    raise CheckpointError(f"no checkpoint in {where}: train first (python -m launch.main "
-                          f"--config=... --workdir={workdir}), or point --workdir at a "
-                          "trained run.")
-  manager = checkpointer.best if best else checkpointer.latest
-  step = manager.latest_step()
   try:
-    # No target: the saved tree comes back as dicts, so the optimizer need not be rebuilt.
-    state = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore()))["state"]
-  except Exception as e:  # orbax raises many types for unreadable files
-    raise CheckpointError(f"the checkpoint of step {step} in {where} cannot be read "
-                          f"({type(e).__name__}); retrain the run.") from e
+    state, step = checkpointer.restore_raw(best)
   finally:
     checkpointer.close()
 

@@ -13,7 +13,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from research import images, models
 from research.errors import CheckpointError, ConfigError
@@ -53,18 +52,7 @@ def load_workdir(workdir: str, best: bool = False) -> LoadedGAN:
   checkpointer = Checkpointer(workdir)
   where = checkpointer.best_dir if best else checkpointer.latest_dir
   try:
-    if not checkpointer.has_checkpoint(best):
-      raise CheckpointError(f"no checkpoint in {where}: train first (python -m launch.main "
-                            f"--config=... --workdir={workdir}).")
-    manager = checkpointer.best if best else checkpointer.latest
-    step = manager.latest_step()
-    try:
-      # No target: the saved tree comes back as dicts; only params and statistics are used.
-      state = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore()))["state"]
-    except Exception as e:  # orbax raises many types for unreadable files
-      raise CheckpointError(f"the checkpoint of step {step} in {where} cannot be read "
-                            f"({type(e).__name__}); retrain the run.") from e
+    state, step = checkpointer.restore_raw(best)
   finally:
     checkpointer.close()
   image_shape = tuple(config.model.image_shape)

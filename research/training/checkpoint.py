@@ -36,6 +36,7 @@ class Checkpointer:
   """Saves and restores (train state, JSON metadata) pairs under a workdir."""
 
   def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+    self.workdir = workdir
     self.latest_dir = os.path.join(workdir, "checkpoints")
     self.best_dir = os.path.join(workdir, "checkpoints_best")
     self._async = async_save
@@ -104,6 +105,27 @@ class Checkpointer:
         f"no readable checkpoint in {manager.directory}: step {step} failed with {reason}. "
         "The files are corrupt or were written by a different config: retrain from scratch "
         "with --mode=train_and_evaluate --overwrite, or use another --workdir.")
+
+  def restore_raw(self, best: bool = False) -> tuple[dict[str, Any], int]:
+    """The newest (or best) saved train state as nested dicts of arrays, and its step.
+
+    Restored without a target, so the caller rebuilds neither the optimizer nor the dataset
+    (sampling, transfer learning, analysis). CheckpointError when there is no checkpoint or
+    the newest one cannot be read.
+    """
+    directory = self.best_dir if best else self.latest_dir
+    if not self.has_checkpoint(best):
+      raise CheckpointError(f"no checkpoint in {directory}: train first (python -m launch.main "
+                            f"--config=... --workdir={self.workdir}), or point at a trained run.")
+    manager = self.best if best else self.latest
+    step = manager.latest_step()
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    except Exception as e:  # orbax raises many types for unreadable files
+      first_line = str(e).splitlines()[0][:200] if str(e) else ""
+      raise CheckpointError(f"the checkpoint of step {step} in {directory} cannot be read "
+                            f"({type(e).__name__}: {first_line}); retrain the run.") from e
+    return restored["state"], int(step)
 
   def wait(self) -> None:
     for m in (self._latest, self._best):

@@ -74,7 +74,7 @@ def test_results_md_numbers_equal_the_runs_result_json(reproduced):
   mean, std = np.mean(values), np.std(values)
   markdown = (tmp / "RESULTS.md").read_text()
   row = table_rows(markdown)["iris_softmax:tiny"]
-  shown = re.fullmatch(r"([\d.]+) ± ([\d.]+) \((\d+)\)", row["mean ± std (n seeds)"])
+  shown = re.fullmatch(r"([\d.]+) ± ([\d.]+) \((\d+)\)", row["mean ± std (runs)"])
   assert shown, row
   assert float(shown[1]) == pytest.approx(mean, abs=5e-5)
   assert float(shown[2]) == pytest.approx(std, abs=5e-5)
@@ -88,6 +88,21 @@ def test_results_md_numbers_equal_the_runs_result_json(reproduced):
   summary = json.loads((tmp / "results" / "results.json").read_text())
   assert summary["experiments"][0]["values"] == values
   assert rows[0].values == tuple(values)
+
+
+def test_cross_validated_reference_trains_every_fold_and_seed(tmp_path):
+  """A REFERENCE with folds=k is a k-fold number: the row is the mean over folds x seeds."""
+  import dataclasses
+  exp = iris()
+  exp = dataclasses.replace(exp, reference=dataclasses.replace(exp.reference, folds=2))
+  rows = reproduce_lib.reproduce([exp], 1, str(tmp_path / "runs"), str(tmp_path / "RESULTS.md"),
+                                 command="python -m launch.reproduce ...", variant="tiny")
+  values = [json.loads((tmp_path / "runs" / "iris_softmax.tiny" / f"fold_{k}" / "seed_0" /
+                        "result.json").read_text())["test"]["accuracy"] for k in range(2)]
+  assert rows[0].values == tuple(values)
+  row = table_rows((tmp_path / "RESULTS.md").read_text())["iris_softmax:tiny"]
+  assert row["mean ± std (runs)"].endswith("(2 folds x 1 seeds)")
+  assert row["mean ± std (runs)"].startswith(f"{np.mean(values):.4f}")
 
 
 def test_results_md_says_how_it_was_made(reproduced):
@@ -147,6 +162,7 @@ def test_absent_data_is_a_row_not_a_crash(tmp_path):
 
 
 @pytest.mark.parametrize("reference,pattern", [
+    (dict(metric="test/rmse", value=1.0, source="s", folds=1), "folds=1"),
     (dict(metric="test/accuracy", value=0.9, goal=">", source="s"), "goal='>'"),
     (dict(metric="accuracy", value=0.9, source="s"), "metric='accuracy'"),
     (dict(metric="test/accuracy", value=0.9), "lacks source"),

@@ -116,7 +116,11 @@ def reproduce_experiment(exp: Experiment, num_seeds: int, workdir: str, plots_di
   config, used = experiment_config(exp, variant, fast)
   label = f"{exp.name}:{used}" if used else exp.name
   slug = f"{exp.name}.{used}" if used else exp.name
-  specs = runs.seed_runs(config, os.path.join(workdir, slug), range(num_seeds))
+  folds = exp.reference.folds
+  if folds:  # a cross-validated number: every fold, once per seed
+    specs = runs.fold_runs(config, os.path.join(workdir, slug), folds, range(num_seeds))
+  else:
+    specs = runs.seed_runs(config, os.path.join(workdir, slug), range(num_seeds))
   env = env or environment()
 
   def on_done(outcome: runs.Outcome) -> None:
@@ -144,11 +148,11 @@ def reproduce_experiment(exp: Experiment, num_seeds: int, workdir: str, plots_di
     values.append(metrics[exp.reference.metric])
   times = [o.result["wall_time_s"] for o in outcomes if "wall_time_s" in o.result]
   plot = plots.learning_curves(
-      {f"seed {o.spec.labels['seed']}": o.spec.workdir for o in outcomes},
+      {o.spec.name.replace("_", " ").replace("/", ", "): o.spec.workdir for o in outcomes},
       exp.reference.metric.partition("/")[2], os.path.join(plots_dir, f"{slug}.png"),
-      title=f"{label} ({num_seeds} seeds)")
+      title=f"{label} ({f'{folds} folds x ' if folds else ''}{num_seeds} seeds)")
   return results_md.ReproducedRow(
-      label, exp.reference, seeds=tuple(o.spec.labels["seed"] for o in outcomes),
+      label, exp.reference, seeds=tuple(sorted({o.spec.labels["seed"] for o in outcomes})),
       values=tuple(values), wall_time_s=sum(times) / len(times) if times else None,
       device=", ".join(sorted({_trained_on(o.spec.workdir) for o in outcomes})),
       plot=os.path.basename(plot))

@@ -72,7 +72,9 @@ class Reference:
 
   metric: a flat result name, e.g. 'test/accuracy'. goal: '>=' (higher is better) or '<='.
   tolerance: how far short of `value` still counts as reproduced (0 unless the experiment
-  says otherwise, e.g. for a number read off a plot).
+  says otherwise, e.g. for a number read off a plot). folds: k >= 2 when the number is a
+  k-fold cross-validated mean (reproduce then trains every fold for every seed), e.g.
+  MovieLens-100k's official u1-u5 folds; 0 for a fixed test split.
   """
 
   metric: str
@@ -80,6 +82,7 @@ class Reference:
   goal: str
   source: str
   tolerance: float = 0.0
+  folds: int = 0  # k >= 2: the number is a k-fold cross-validated mean, not one test split
 
   @classmethod
   def from_module(cls, experiment: str, reference: Any) -> Reference:
@@ -102,8 +105,12 @@ class Reference:
     tolerance = float(reference.get("tolerance", 0.0))
     if tolerance < 0:
       raise ConfigError(f"{where} has tolerance={tolerance}; it must be >= 0.")
+    folds = reference.get("folds", 0)
+    if not isinstance(folds, int) or folds == 1 or folds < 0:
+      raise ConfigError(f"{where} has folds={folds!r}; use an integer k >= 2 for a k-fold "
+                        "cross-validated number, or leave it out for the test split.")
     return cls(metric=metric, value=float(reference["value"]), goal=goal,
-               source=str(reference["source"]), tolerance=tolerance)
+               source=str(reference["source"]), tolerance=tolerance, folds=folds)
 
   def passes(self, value: float) -> bool:
     """Whether `value` (the mean over seeds) meets the goal, within the tolerance."""

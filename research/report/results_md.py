@@ -20,7 +20,7 @@ class ReproducedRow:
   """One experiment of a reproduction: its reference and the metric of each seed's run.
 
   `note` replaces the numbers when the runs could not be made ('data not available: ...',
-  'error: ...'); `wall_time_s` is the mean over seeds of each run's training time.
+  'error: ...'); `wall_time_s` is the mean over runs of each run's training time.
   """
 
   experiment: str
@@ -46,8 +46,8 @@ class ReproducedRow:
     return "pass" if self.reference.passes(self.mean_std[0]) else "FAIL"
 
 
-TABLE_HEADER = ("experiment", "metric", "mean ± std (n seeds)", "reference", "tolerance",
-                "source", "pass/fail", "wall time / seed", "device", "curves")
+TABLE_HEADER = ("experiment", "metric", "mean ± std (runs)", "reference", "tolerance",
+                "source", "pass/fail", "wall time / run", "device", "curves")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -72,7 +72,9 @@ def table_row(row: ReproducedRow, note_number: int | None = None) -> list[str]:
   ref = row.reference
   if row.values and not row.note:
     mean, std = row.mean_std
-    measured = f"{format_mean_std(mean, std)} ({len(row.values)})"
+    runs = (f"{ref.folds} folds x {len(row.seeds)} seeds" if ref.folds
+            else str(len(row.values)))
+    measured = f"{format_mean_std(mean, std)} ({runs})"
   elif row.note:
     head = row.note.split(":", 1)[0]
     measured = f"{head} (note {note_number})" if note_number else row.note
@@ -115,7 +117,9 @@ def results_markdown(rows: Sequence[ReproducedRow], command: str,
       "initialisation and data order. *mean ± std* is the reference metric over the seeds "
       "(numpy's mean and population std); a row passes when the mean meets the reference "
       "(`>=` higher is better, `<=` lower is better), allowing for the tolerance. Wall time is "
-      "the mean training time of one seed; device is where the runs were trained.",
+      "the mean training time of one run; device is where the runs were trained. A row marked "
+      "*k folds x n seeds* is cross-validated: one run per fold and seed, each tested on its "
+      "fold's held-out examples, and *mean ± std* is over all those runs.",
       "",
   ]
   numbers = note_numbers(rows)

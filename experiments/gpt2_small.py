@@ -12,30 +12,16 @@ REFERENCE.
 
 import ml_collections
 
-from research.config import base_config
+from experiments._gpt import gpt_config
 
 # A throughput workload: no published number applies to it (see the docstring).
 REFERENCE = None
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = base_config()
-  config.dataset.name = "tiny_shakespeare_bytes"
-  config.dataset.block_size = 1024
-  config.dataset.stride = 128
-  config.model = ml_collections.ConfigDict(dict(
-      name="gpt", num_layers=12, num_heads=12, width=768, mlp_ratio=4, dropout_rate=0.0,
-      use_bias=True, tie_embeddings=True))
-  config.task.name = "language_model"
-  config.optimizer.name = "adamw"
-  config.optimizer.learning_rate = 6e-4
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.95
-  config.optimizer.weight_decay = 0.1
-  config.optimizer.clip_norm = 1.0
-  config.schedule.name = "cosine"
-  config.schedule.warmup_steps = 100
-  config.schedule.alpha = 0.1
+  config = gpt_config("tiny_shakespeare_bytes", block_size=1024, stride=128,
+                      learning_rate=6e-4, b2=0.95, num_layers=12, num_heads=12, width=768,
+                      mlp_ratio=4, dropout_rate=0.0, use_bias=True, tie_embeddings=True)
   config.precision = "bfloat16"
   config.train.batch_size = 16
   config.train.num_epochs = 0.0

@@ -7,7 +7,7 @@ exists on the offline machines). Variants (comma-separated): `bidirectional`, `g
 
 import ml_collections
 
-from experiments._text import make_tiny, text_config, variants
+from experiments import sst2_lstm
 
 REFERENCE = dict(
     metric="test/accuracy", value=0.86, goal=">=",
@@ -16,18 +16,8 @@ REFERENCE = dict(
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  chosen = variants(arg, ("bidirectional", "gru", "tiny"))
-  config = text_config("imdb", vocab_size=25000, max_length=256)
-  config.model = ml_collections.ConfigDict(dict(
-      name="rnn_classifier", embed_dim=100, hidden_size=128, num_layers=1,
-      cell="gru" if "gru" in chosen else "lstm", bidirectional="bidirectional" in chosen,
-      dropout_rate=0.0, unroll=1))
-  config.train.batch_size = 64
-  config.train.num_epochs = 5.0
-  config.train.log_every_steps = 100
-  if "tiny" in chosen:
-    make_tiny(config)
-    config.dataset.max_length = 64
-    config.model.embed_dim = 16
-    config.model.hidden_size = 16
+  config = sst2_lstm.get_config(arg)  # the same model, optimizer and variants
+  config.dataset.name = "imdb"
+  config.dataset.max_length = 64 if config.train.num_steps else 256  # `tiny` sets num_steps
+  config.train.num_epochs = config.train.num_epochs and 5.0
   return config

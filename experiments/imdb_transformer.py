@@ -7,7 +7,8 @@ Users prepare TFDS `imdb_reviews`. Variants: `cls` ([CLS] pooling), `tiny`.
 
 import ml_collections
 
-from experiments._text import make_tiny, text_config, variants
+from experiments import sst2_transformer
+from experiments._text import variants
 
 REFERENCE = dict(
     metric="test/accuracy", value=0.85, goal=">=",
@@ -16,20 +17,10 @@ REFERENCE = dict(
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  chosen = variants(arg, ("cls", "tiny"))
-  config = text_config("imdb", vocab_size=10000, max_length=256)
-  config.model = ml_collections.ConfigDict(dict(
-      name="transformer_classifier", d_model=512, num_heads=8, num_layers=3, mlp_dim=2048,
-      dropout_rate=0.1, pooling="cls" if "cls" in chosen else "mean", max_position=512,
-      activation="gelu"))
-  config.schedule.name = "constant"
-  config.schedule.warmup_steps = 200
-  config.train.batch_size = 32
-  config.train.num_epochs = 2.0
-  config.train.log_every_steps = 100
-  if "tiny" in chosen:
-    make_tiny(config)
-    config.dataset.max_length = 64
-    config.model.update(d_model=32, num_heads=4, num_layers=1, mlp_dim=64)
-    config.schedule.warmup_steps = 2
+  variants(arg, ("cls", "tiny"))  # sst2_transformer's `cpu` is cut for SST-2's phrases
+  config = sst2_transformer.get_config(arg)  # the same model, optimizer and variants
+  config.dataset.name = "imdb"
+  config.dataset.max_length = 64 if config.train.num_steps else 256  # `tiny` sets num_steps
+  config.model.max_position = 512
+  config.train.num_epochs = config.train.num_epochs and 2.0
   return config

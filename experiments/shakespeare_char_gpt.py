@@ -9,7 +9,7 @@ random offsets). Sample from the trained run with `python -m launch.sample --wor
 
 import ml_collections
 
-from research.config import base_config
+from experiments._gpt import gpt_config
 
 # The test split is nanoGPT's validation text (the last 10%), so test/loss is its number.
 REFERENCE = dict(
@@ -19,23 +19,9 @@ REFERENCE = dict(
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = base_config()
-  config.dataset.name = "tiny_shakespeare"
-  config.dataset.block_size = 256
-  config.dataset.stride = 8
-  config.model = ml_collections.ConfigDict(dict(
-      name="gpt", num_layers=6, num_heads=6, width=384, mlp_ratio=4, dropout_rate=0.2,
-      use_bias=False, tie_embeddings=True))
-  config.task.name = "language_model"
-  config.optimizer.name = "adamw"
-  config.optimizer.learning_rate = 1e-3
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.99
-  config.optimizer.weight_decay = 0.1
-  config.optimizer.clip_norm = 1.0
-  config.schedule.name = "cosine"
-  config.schedule.warmup_steps = 100
-  config.schedule.alpha = 0.1  # decays to lr * alpha = 1e-4 (nanoGPT's min_lr)
+  config = gpt_config("tiny_shakespeare", block_size=256, stride=8, learning_rate=1e-3,
+                      b2=0.99, num_layers=6, num_heads=6, width=384, mlp_ratio=4,
+                      dropout_rate=0.2, use_bias=False, tie_embeddings=True)
   config.train.batch_size = 64
   config.train.num_epochs = 0.0
   config.train.num_steps = 5000

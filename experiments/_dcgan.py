@@ -17,7 +17,7 @@ def dcgan_config(dataset: str) -> ml_collections.ConfigDict:
   config.dataset.name = dataset
   config.model = ml_collections.ConfigDict(dict(
       name="dcgan", image_shape=(28, 28, 1), latent_dim=100, base_width=64,
-      discriminator_batchnorm=True))
+      discriminator_batchnorm=True, project_width=0, refine_kernel=0))
   config.task.name = "gan"
   # A classifier of the same dataset trained by this framework: its features define the FID.
   # Made by `python -m launch.main --config=experiments/<dataset>_cnn.py --workdir=<this>`.

@@ -111,22 +111,35 @@ def _norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
 
 class Generator(nn.Module):
   """z -> Dense, reshape -> BN ReLU -> [UpConv (4x4 transposed conv) -> BN ReLU]* -> UpConv
-  -> tanh."""
+  -> tanh.
+
+  `refine_kernel` k > 0 adds a k x k stride-1 convolution (BN, ReLU) after the projection
+  that halves its width, as TensorFlow's DCGAN tutorial (and torch_reference.py's `dcgan`)
+  do with k = 5 and a projection twice as wide (`project_width`).
+  """
 
   image_shape: tuple[int, int, int]
   base_width: int = 64
   dtype: Any = jnp.float32
+  project_width: int = 0   # 0: base_width * 2 ** (stages - 1), Radford et al.'s rule
+  refine_kernel: int = 0
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     side, _, channels = self.image_shape
     stages = num_stages(side)
     start = side // 2 ** stages
-    width = self.base_width * 2 ** (stages - 1)
+    width = self.project_width or self.base_width * 2 ** (stages - 1)
     x = nn.Dense(start * start * width, use_bias=False, kernel_init=_INIT, dtype=self.dtype,
                  param_dtype=jnp.float32, name='project')(jnp.asarray(z, self.dtype))
     x = x.reshape((x.shape[0], start, start, width))
     x = nn.relu(_norm(train, self.dtype, 'project_bn')(x))
+    if self.refine_kernel:
+      width //= 2
+      x = nn.Conv(width, (self.refine_kernel,) * 2, padding='SAME', use_bias=False,
+                  kernel_init=_INIT, dtype=self.dtype, param_dtype=jnp.float32,
+                  name='refine')(x)
+      x = nn.relu(_norm(train, self.dtype, 'refine_bn')(x))
     for i in range(stages - 1):
       width //= 2
       x = UpConv(width, use_bias=False, dtype=self.dtype, name=f'deconv{i + 1}')(x)
@@ -168,6 +181,7 @@ class DCGAN(nn.Module):
     base_width: channels of the discriminator's first conv (and the generator's last
       hidden layer); each stage doubles it.
     discriminator_batchnorm: BatchNorm after the discriminator's inner convs (DCGAN does).
+    project_width, refine_kernel: see `Generator` (0, 0: Radford et al.'s generator).
     num_outputs: discriminator logits (1: real vs fake); filled in by the task.
   """
 
@@ -176,6 +190,8 @@ class DCGAN(nn.Module):
   latent_dim: int = 100
   base_width: int = 64
   discriminator_batchnorm: bool = True
+  project_width: int = 0
+  refine_kernel: int = 0
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
@@ -184,10 +200,16 @@ class DCGAN(nn.Module):
       value = getattr(self, field)
       if not isinstance(value, int) or value < 1:
         raise ConfigError(f'config.model.{field} must be a positive integer, got {value!r}.')
+    for field in ('project_width', 'refine_kernel'):
+      value = getattr(self, field)
+      if not isinstance(value, int) or value < 0:
+        raise ConfigError(f'config.model.{field} must be an integer >= 0 (0: off), got '
+                          f'{value!r}.')
     super().__post_init__()
 
   def setup(self) -> None:
-    self.generator = Generator(tuple(self.image_shape), self.base_width, self.dtype)
+    self.generator = Generator(tuple(self.image_shape), self.base_width, self.dtype,
+                               self.project_width, self.refine_kernel)
     self.discriminator = Discriminator(self.base_width, self.num_outputs,
                                        self.discriminator_batchnorm, self.dtype)
 

@@ -16,7 +16,8 @@ def gpt_config(dataset: str, block_size: int, stride: int, learning_rate: float,
   config.dataset.name = dataset
   config.dataset.block_size = block_size
   config.dataset.stride = stride
-  config.model = ml_collections.ConfigDict(dict(name="gpt", **model))
+  # remat: recompute each block's activations in the backward pass (memory for compute).
+  config.model = ml_collections.ConfigDict(dict(name="gpt", remat=False, **model))
   config.task.name = "language_model"
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = learning_rate

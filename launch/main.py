@@ -7,6 +7,9 @@ r"""Train or evaluate one experiment.
   python -m launch.main --config=experiments/iris_softmax.py --workdir=runs/iris_cv \
       --mode=cross_validate --config.dataset.cv_folds=10
   python -m launch.main --list
+  # Two processes (hosts) of one run; under SLURM `srun python -m launch.main ...` needs none:
+  python -m launch.main --config=... --workdir=runs/x --coordinator_address=host0:1234 \
+      --num_processes=2 --process_id=0   # and --process_id=1 on the other host
 
 Rerunning the same command resumes from the workdir's newest checkpoint; with several runs
 (seeds, folds) finished runs are read back and only the missing ones are trained.
@@ -38,6 +41,15 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Discard what the workdir holds if its config differs.")
 _BEST = flags.DEFINE_bool("best", False, "With --mode=evaluate: use the best checkpoint.")
 _LIST = flags.DEFINE_bool("list", False, "List the experiments and exit.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process runs: HOST:PORT of process 0, which hosts the "
+    "coordinator (else $JAX_COORDINATOR_ADDRESS; SLURM is detected by itself).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Multi-process runs: how many processes (hosts).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "Multi-process runs: this process's index, 0 .. N-1.")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "Seconds to wait for the other processes / the coordinator.")
 
 
 def list_experiments() -> str:
@@ -70,6 +82,12 @@ def main(argv) -> int:
   except UserError as e:
     return report_error(str(e))
   # Imported here, not at the top, so that a bad flag is reported before JAX loads.
+  from research.training import distributed
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           _DISTRIBUTED_TIMEOUT.value)
+  except UserError as e:
+    return report_error(str(e))
   from research.report.table import results_table
   from research.training import loop
 
@@ -88,8 +106,10 @@ def main(argv) -> int:
     return EXIT_PREEMPTED
   except UserError as e:
     return report_error(str(e))
-  print(f"\nResults ({_WORKDIR.value}, step {result['step']}):")
-  print(results_table(result))
+  import jax
+  if jax.process_index() == 0:  # one table for a multi-process run
+    print(f"\nResults ({_WORKDIR.value}, step {result['step']}):")
+    print(results_table(result))
   return 0
 
 

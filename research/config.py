@@ -11,6 +11,7 @@ import ml_collections
 
 from research.data.augment import default_augment_config, validate as validate_augment
 from research.errors import ConfigError
+from research.training.mesh import default_mesh_config
 from research.training.transfer import default_init_from_config
 from research.training.optimizers import default_optimizer_config, default_schedule_config
 
@@ -49,7 +50,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.schedule = default_schedule_config()
   config.train = default_train_config()
   config.precision = "float32"     # 'bfloat16': bf16 compute, fp32 params and optimizer state
-  config.mesh = ml_collections.ConfigDict(dict(data=-1))
+  config.mesh = default_mesh_config()  # data / fsdp / model axis sizes, logical axis rules
   return config
 
 

@@ -75,6 +75,9 @@ def default_dataset_config() -> ml_collections.ConfigDict:
   config.length_percentile = 100.0
   # Lower-case text before tokenising.
   config.lowercase = True
+  # Reserve a <mask> token at id 2 (after <pad>, <unk>) for masked-LM pretraining (task
+  # 'masked_lm'). A run fine-tuned from such a run must set it too: the vocabularies must agree.
+  config.mask_token = False
   # Where a trained sentencepiece model is cached; '' = data_dir if writable, else
   # ~/.cache/research (or $XDG_CACHE_HOME/research).
   config.cache_dir = ""
@@ -86,6 +89,12 @@ def default_dataset_config() -> ml_collections.ConfigDict:
   # Smaller strides give more, overlapping examples (block_size * 8 / stride bytes per token
   # of text). Validation and test windows never overlap, so each token is scored once.
   config.stride = 0
+  # Translation (multi30k): translate source_language -> target_language, with one
+  # tokeniser trained on both sides' train text (shared_vocabulary, so embeddings can be
+  # shared) or one per language. max_length caps source and target tokens alike.
+  config.source_language = "de"
+  config.target_language = "en"
+  config.shared_vocabulary = True
   return config
 
 

@@ -10,10 +10,12 @@ Three kinds, one interface (`encode`, `decode`, `vocab_size`, `to_metadata`):
   and settings (a changed text or setting never reuses a stale model).
 
 Every kind reserves id 0 for <pad> and id 1 for <unk>, so models can derive the padding mask
-as `ids != 0` and unseen tokens never index outside the embedding. `to_metadata()` is a JSON
-dict (the vocabulary itself, or the sentencepiece model as base64) that the loop writes to
-`workdir/dataset.json`; `from_metadata` rebuilds the identical tokeniser from it, so a trained
-workdir needs nothing else to encode new text.
+as `ids != 0` and unseen tokens never index outside the embedding. Asked for (`specials`, e.g.
+`dataset.mask_token` for masked-LM pretraining), more reserved tokens follow at ids 2, 3, ...:
+<mask> is then id 2 (`MASK_ID`) whatever the text, and no text ever encodes to it.
+`to_metadata()` is a JSON dict (the vocabulary itself, or the sentencepiece model as base64)
+that the loop writes to `workdir/dataset.json`; `from_metadata` rebuilds the identical
+tokeniser from it, so a trained workdir needs nothing else to encode new text.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
+MASK = "<mask>"  # BERT's [MASK]: reserved only when asked (`specials=(MASK,)`), then at MASK_ID
+MASK_ID = 2
 KINDS = ("word", "char", "subword")
 # Words with inner apostrophes stay whole ("don't", "n't", "'s"); other punctuation is a token.
 _WORD_RE = re.compile(r"\w+(?:'\w+)*|'\w+|[^\w\s]")
@@ -82,15 +86,18 @@ class _VocabTokenizer:
     raise NotImplementedError
 
   @classmethod
-  def build(cls, texts: Iterable[str], max_size: int, lowercase: bool = True) -> _VocabTokenizer:
-    """The `max_size - 2` most frequent tokens of `texts` (ties: alphabetical), after <pad>, <unk>."""
+  def build(cls, texts: Iterable[str], max_size: int, lowercase: bool = True,
+            specials: Sequence[str] = ()) -> _VocabTokenizer:
+    """The most frequent tokens of `texts` (ties: alphabetical) after <pad>, <unk> and the
+    reserved `specials`, `max_size` tokens in all."""
+    reserved = [PAD, UNK] + list(specials)
     counts = collections.Counter()
     for text in texts:
       counts.update(cls.split(_normalise(text, lowercase)))
-    counts.pop(PAD, None)
-    counts.pop(UNK, None)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size - 2]
-    return cls([PAD, UNK] + [token for token, _ in ranked], lowercase)
+    for token in reserved:
+      counts.pop(token, None)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_size - len(reserved)]
+    return cls(reserved + [token for token, _ in ranked], lowercase)
 
   def encode(self, text: str) -> list[int]:
     get = self.ids.get
@@ -172,15 +179,18 @@ def default_cache_dir(data_dir: str = "") -> str:
 
 
 def train_subword(texts: Sequence[str], vocab_size: int, lowercase: bool, cache_dir: str,
-                  name: str) -> SubwordTokenizer:
+                  name: str, specials: Sequence[str] = ()) -> SubwordTokenizer:
   """A unigram sentencepiece model of `texts`, from `cache_dir/sentencepiece/` when present.
 
   The file name carries a digest of the texts and settings, so it is found again only for the
   same train text. `vocab_size` is a soft limit: a tiny corpus gets the pieces it has.
+  `specials` become control pieces right after <pad> and <unk> (ids 2, 3, ...): reserved
+  ids that no text encodes to.
   """
   import sentencepiece as spm
   texts = [_normalise(t, lowercase) for t in texts]
-  digest = hashlib.sha256(f"{vocab_size}|{lowercase}|unigram|v1".encode())
+  settings = f"{vocab_size}|{lowercase}|unigram|v1" + (f"|{'|'.join(specials)}" if specials else "")
+  digest = hashlib.sha256(settings.encode())
   for text in texts:
     digest.update(text.encode("utf-8") + b"\n")
   directory = os.path.join(cache_dir, "sentencepiece")
@@ -200,6 +210,7 @@ def train_subword(texts: Sequence[str], vocab_size: int, lowercase: bool, cache_
       sentence_iterator=iter([t for t in texts if t.strip()]), model_writer=model,
       vocab_size=vocab_size, model_type="unigram", pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1,
       eos_id=-1, hard_vocab_limit=False, character_coverage=1.0, num_threads=1,
+      control_symbols=list(specials),
       input_sentence_size=1_000_000, shuffle_input_sentence=False, minloglevel=2)
   proto = model.getvalue()
   try:
@@ -214,14 +225,17 @@ def train_subword(texts: Sequence[str], vocab_size: int, lowercase: bool, cache_
 
 
 def build_tokenizer(kind: str, texts: Sequence[str], vocab_size: int, lowercase: bool = True,
-                    cache_dir: str = "", name: str = "text") -> Tokenizer:
-  """The tokeniser `kind` ('word', 'char', 'subword') fit on the train `texts`."""
+                    cache_dir: str = "", name: str = "text",
+                    specials: Sequence[str] = ()) -> Tokenizer:
+  """The tokeniser `kind` ('word', 'char', 'subword') fit on the train `texts`, with the
+  reserved `specials` (e.g. `(MASK,)`) at ids 2, 3, ... after <pad> and <unk>."""
   if kind == "word":
-    return WordTokenizer.build(texts, vocab_size, lowercase)
+    return WordTokenizer.build(texts, vocab_size, lowercase, specials)
   if kind == "char":
-    return CharTokenizer.build(texts, vocab_size, lowercase)
+    return CharTokenizer.build(texts, vocab_size, lowercase, specials)
   if kind == "subword":
-    return train_subword(texts, vocab_size, lowercase, cache_dir or default_cache_dir(), name)
+    return train_subword(texts, vocab_size, lowercase, cache_dir or default_cache_dir(), name,
+                         specials)
   raise ConfigError(f"dataset.tokenizer = {kind!r} is not one of {', '.join(KINDS)}.")
 
 

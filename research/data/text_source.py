@@ -81,7 +81,8 @@ def text_source(name: str, config: ml_collections.ConfigDict, train: Texts, test
   if validation is None:
     train, validation = carve_validation(train, config)
   tokenizer = text.build_tokenizer(config.tokenizer, train.texts, config.vocab_size,
-                                   config.lowercase, config.cache_dir or cache_dir, name)
+                                   config.lowercase, config.cache_dir or cache_dir, name,
+                                   specials=(text.MASK,) if config.mask_token else ())
   made, lengths = {}, {}
   for split, part in (("train", train), ("validation", validation), ("test", test)):
     encoded = text.encode_all(tokenizer, part.texts)

@@ -12,6 +12,12 @@ Generation: `apply(..., decode=True, mutable=['cache'])` appends the given token
 values to a per-layer cache of `block_size` positions (the 'cache' collection, made by
 `init_cache`) and returns logits for those tokens only; a prompt is fed once, then one token
 per step. `research.generate` runs that loop compiled.
+
+Scaling out: every weight names its axes with Flax logical axis names ('vocab', 'embed',
+'qkv', 'heads', 'mlp'); `config.mesh.rules` maps them to mesh axes (FSDP over 'fsdp',
+tensor parallelism over 'model', see research/training/mesh.py), so this file holds no
+device logic. `remat=True` recomputes each block's activations in the backward pass
+(`nn.remat`): less activation memory for about one more forward pass, same numbers.
 """
 
 from __future__ import annotations
@@ -30,9 +36,13 @@ from research.models.registry import MODELS
 _INIT_STD = 0.02
 
 
-def _dense(features: int, use_bias: bool, dtype: Any, std: float, name: str) -> nn.Dense:
+def _dense(features: int, use_bias: bool, dtype: Any, std: float, name: str,
+           axes: tuple[str, str]) -> nn.Dense:
+  """A Dense layer whose kernel has logical axes `axes` (input, output); its bias the output's."""
   return nn.Dense(features, use_bias=use_bias, dtype=dtype, param_dtype=jnp.float32,
-                  kernel_init=nn.initializers.normal(std), name=name)
+                  kernel_init=nn.with_logical_partitioning(nn.initializers.normal(std), axes),
+                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
+                  name=name)
 
 
 class CausalSelfAttention(nn.Module):
@@ -49,7 +59,7 @@ class CausalSelfAttention(nn.Module):
     """x: (batch * length, width), rows in (batch, length) order."""
     width = x.shape[-1]
     length, head_dim = x.shape[0] // batch, width // self.num_heads
-    qkv = _dense(3 * width, self.use_bias, self.dtype, _INIT_STD, "qkv")(x)
+    qkv = _dense(3 * width, self.use_bias, self.dtype, _INIT_STD, "qkv", ("embed", "qkv"))(x)
     qkv = qkv.reshape(batch, length, 3, self.num_heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, length, heads, head_dim)
     if decode and self.has_variable("cache", "key"):
@@ -59,8 +69,8 @@ class CausalSelfAttention(nn.Module):
       if decode:  # `init_cache`: create the cache; the output is not used.
         self._extend_cache(k, v)
       y = jax.nn.dot_product_attention(q, k, v, is_causal=True)
-    return _dense(width, self.use_bias, self.dtype, self.residual_std, "proj")(
-        y.reshape(batch * length, width))
+    return _dense(width, self.use_bias, self.dtype, self.residual_std, "proj",
+                  ("heads", "embed"))(y.reshape(batch * length, width))
 
   def _extend_cache(self, k: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Writes k, v at the cache index; returns all cached keys/values and the causal mask."""
@@ -99,9 +109,10 @@ class Block(nn.Module):
     h = CausalSelfAttention(self.num_heads, self.block_size, self.use_bias, self.residual_std,
                             self.dtype, name="attn")(norm("ln1")(x), batch, decode)
     x = x + drop(h)
-    h = _dense(self.mlp_ratio * width, self.use_bias, self.dtype, _INIT_STD, "fc")(norm("ln2")(x))
-    h = _dense(width, self.use_bias, self.dtype, self.residual_std, "fc_proj")(
-        nn.gelu(h, approximate=True))
+    h = _dense(self.mlp_ratio * width, self.use_bias, self.dtype, _INIT_STD, "fc",
+               ("embed", "mlp"))(norm("ln2")(x))
+    h = _dense(width, self.use_bias, self.dtype, self.residual_std, "fc_proj",
+               ("mlp", "embed"))(nn.gelu(h, approximate=True))
     return x + drop(h)
 
 
@@ -117,6 +128,7 @@ class GPT(nn.Module):
     dropout_rate: dropout on the embeddings and each residual branch, only when train=True.
     use_bias: biases in Dense and LayerNorm layers (GPT-2: yes; nanoGPT's default: no).
     tie_embeddings: logits from the token embedding matrix (GPT-2), else a separate head.
+    remat: recompute each block's activations during the backward pass (nn.remat).
   """
 
   num_outputs: int
@@ -129,6 +141,7 @@ class GPT(nn.Module):
   dropout_rate: float = 0.0
   use_bias: bool = False
   tie_embeddings: bool = True
+  remat: bool = False
   dtype: Any = jnp.float32
 
   def __post_init__(self) -> None:
@@ -145,6 +158,8 @@ class GPT(nn.Module):
                         f"the {self.vocab_size} tokens of the vocabulary, but the task wants "
                         f"{self.num_outputs} outputs: use config.task.name='language_model' or "
                         "set config.model.tie_embeddings=False.")
+    if not isinstance(self.remat, bool):
+      raise ConfigError(f"config.model.remat must be True or False; got {self.remat!r}.")
     check_dropout_rate(self.dropout_rate)
     super().__post_init__()
 
@@ -155,23 +170,29 @@ class GPT(nn.Module):
       raise ConfigError(f"model 'gpt' got sequences of {length} tokens, more than its "
                         f"block_size of {self.block_size} (dataset.block_size).")
     embed = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, param_dtype=jnp.float32,
-                     embedding_init=nn.initializers.normal(_INIT_STD), name="token_embed")
+                     embedding_init=nn.with_logical_partitioning(
+                         nn.initializers.normal(_INIT_STD), ("vocab", "embed")),
+                     name="token_embed")
     positions = jnp.arange(length)
     if decode:
       offset = self.variable("cache", "position", lambda: jnp.zeros((), jnp.int32))
       positions = positions + offset.value
       if self.is_mutable_collection("cache"):
         offset.value = offset.value + length
-    position_embed = self.param("position_embed", nn.initializers.normal(_INIT_STD),
-                                (self.block_size, self.width), jnp.float32)
+    position_embed = self.param(
+        "position_embed",
+        nn.with_logical_partitioning(nn.initializers.normal(_INIT_STD), (None, "embed")),
+        (self.block_size, self.width), jnp.float32)
     x = embed(tokens) + jnp.take(position_embed, positions, axis=0).astype(self.dtype)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     # Rows of (batch * length, width) from here on: XLA:CPU runs the weight gradients of 2-D
     # matmuls about twice as fast as those of (batch, length, width) ones (measured).
     x = x.reshape(batch * length, self.width)
     residual_std = _INIT_STD / math.sqrt(2 * self.num_layers)
+    # Decoding computes no gradients: nothing to rematerialise.
+    block = nn.remat(Block, static_argnums=(2, 3, 4)) if self.remat and not decode else Block
     for i in range(self.num_layers):
-      x = Block(self.num_heads, self.block_size, self.mlp_ratio, self.dropout_rate,
+      x = block(self.num_heads, self.block_size, self.mlp_ratio, self.dropout_rate,
                 self.use_bias, residual_std, self.dtype, name=f"block{i}")(x, batch, train,
                                                                         decode)
     x = nn.LayerNorm(epsilon=1e-5, use_bias=self.use_bias, dtype=self.dtype,
@@ -179,7 +200,8 @@ class GPT(nn.Module):
     if self.tie_embeddings:
       logits = embed.attend(x)
     else:
-      logits = _dense(self.num_outputs, False, self.dtype, _INIT_STD, "head")(x)
+      logits = _dense(self.num_outputs, False, self.dtype, _INIT_STD, "head",
+                      ("embed", "vocab"))(x)
     return logits.reshape(batch, length, -1)
 
   def init_cache(self, batch_size: int) -> dict[str, Any]:

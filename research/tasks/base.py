@@ -71,19 +71,22 @@ class Task(abc.ABC):
                    tx: optax.GradientTransformation) -> TrainState:
     """The initial train state (traced inside jit). A task whose state is not one model
     and one optimizer (a GAN's two players) overrides it, and `train_step` with it."""
-    variables = self.init_variables(rng, sample_inputs)
+    # Plain arrays: logical axis annotations (nn.with_logical_partitioning) only decide the
+    # shardings, which the loop reads from `init_variables` (research/training/mesh.py).
+    variables = nn.meta.unbox(self.init_variables(rng, sample_inputs))
     params = variables.pop("params")
     return TrainState.create(apply_fn=self.model.apply, params=params, tx=tx,
                              model_state=dict(variables))
 
   def apply(self, params: Any, model_state: Any, inputs: jax.Array, rng: jax.Array | None,
-            train: bool) -> tuple[jax.Array, Any]:
-    """Runs the model; returns (outputs, updated model_state)."""
+            train: bool, **model_kwargs: Any) -> tuple[jax.Array, Any]:
+    """Runs the model; returns (outputs, updated model_state). `model_kwargs` go to the
+    model's `__call__` (e.g. the positions a masked-LM head scores)."""
     variables = {"params": params, **(model_state or {})}
     mutable = list(model_state) if (train and model_state) else False
     rngs = {"dropout": rng} if rng is not None else {}
     out = self.model.apply(variables, prepare_inputs(inputs), train=train, rngs=rngs,
-                           mutable=mutable)
+                           mutable=mutable, **model_kwargs)
     if mutable:
       out, new_state = out
       return out, new_state

@@ -21,14 +21,17 @@ from research.training import mesh as mesh_lib
 class EpochOrder:
   """Batches of a split: epoch e uses permutation `default_rng([seed, e])`.
 
-  The last incomplete batch of each epoch is dropped so compiled shapes stay fixed.
+  The last incomplete batch of each epoch is dropped so compiled shapes stay fixed. With
+  `group=k` (gradient accumulation over k batches) an epoch keeps a multiple of k batches,
+  so batches k*s .. k*s+k-1 hold exactly the examples of batch s of an order with
+  `batch_size * k` and no grouping: accumulating k batches of B sees what one step of kB sees.
   """
 
-  def __init__(self, num_examples: int, batch_size: int, seed: int):
+  def __init__(self, num_examples: int, batch_size: int, seed: int, group: int = 1):
     self.num_examples = num_examples
     self.batch_size = batch_size
     self.seed = seed
-    self.steps_per_epoch = num_examples // batch_size
+    self.steps_per_epoch = num_examples // (batch_size * group) * group
 
   @functools.lru_cache(maxsize=2)
   def _permutation(self, epoch: int) -> np.ndarray:
@@ -61,10 +64,17 @@ def put_split(split: Split, mesh: Mesh) -> dict[str, jax.Array]:
   make per-example randomness that does not depend on batching, e.g. a GAN's evaluation
   latents; tasks that do not need it ignore it (and XLA drops the unused gather).
   """
-  sharding = mesh_lib.replicated(mesh)
-  return {"inputs": jax.device_put(split.inputs, sharding),
-          "labels": jax.device_put(split.labels, sharding),
-          "index": jax.device_put(np.arange(len(split), dtype=np.int32), sharding)}
+  return mesh_lib.put({"inputs": split.inputs, "labels": split.labels,
+                       "index": np.arange(len(split), dtype=np.int32)}, mesh_lib.replicated(mesh))
+
+
+def put_window(order: EpochOrder, epoch: int, mesh: Mesh) -> tuple[jax.Array, jax.Array]:
+  """`order.window(epoch)` on the mesh, each batch's columns split over the batch axes (each
+  device, and each process, holds only the indices of its slice), and the window's first step.
+  """
+  window = mesh_lib.put(order.window(epoch), mesh_lib.batch_sharded(mesh, leading_axes=1))
+  start = mesh_lib.put(np.int32(epoch * order.steps_per_epoch), mesh_lib.replicated(mesh))
+  return window, start
 
 
 def eval_blocks(num_examples: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:

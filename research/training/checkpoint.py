@@ -21,9 +21,12 @@ from research.errors import CheckpointError
 
 
 def _manager(directory: str, keep: int, async_save: bool) -> ocp.CheckpointManager:
+  # Barrier names per manager: with several processes, the latest and the best manager
+  # saving the same step at once would otherwise share (and deadlock on) one barrier name.
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
-      cleanup_tmp_directories=True)
+      cleanup_tmp_directories=True, multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=os.path.basename(os.path.normpath(directory))))
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 

@@ -22,20 +22,21 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from research import config as config_lib
 from research import models, tasks
 from research.data import load_dataset
 from research.data.dataset import Dataset
 from research.errors import CheckpointError, ConfigError, NonFiniteLossError
-from research.training import (batching, checkpoint, mesh as mesh_lib, steps, transfer,
-                               workdir as workdir_lib)
-from research.training.optimizers import make_optimizer, make_schedule
+from research.training import (batching, checkpoint, mesh as mesh_lib, pruning, steps,
+                               transfer, workdir as workdir_lib)
+from research.training.optimizers import accumulation_steps, make_optimizer, make_schedule
 from research.training.writers import MetricWriter, Progress, atomic_write_json
 
 
 # Facts about the data a checkpoint needs later (e.g. the vocabulary): `Source.metadata`.
-DATASET_FILE = "dataset.json"
+DATASET_FILE = transfer.DATASET_FILE
 
 
 class Preempted(Exception):
@@ -56,6 +57,8 @@ class Experiment:
   tx: optax.GradientTransformation
   schedule: optax.Schedule
   mesh: jax.sharding.Mesh
+  rules: tuple[tuple[str, Any], ...]  # logical axis -> mesh axis (config.mesh.rules)
+  accumulate_steps: int  # batches per optimizer update (config.optimizer.accumulate_steps)
   total_steps: int
   steps_per_epoch: int
   eval_every: int
@@ -68,18 +71,28 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   """Validates the config and builds dataset, model, task and optimizer (no file I/O)."""
   config_lib.validate(config)
   mesh = mesh_lib.make_mesh(config.mesh)
+  rules = mesh_lib.logical_rules(config.mesh)
   n_data = mesh_lib.data_parallel_size(mesh)
   tc = config.train
   if tc.batch_size % n_data:
     raise ConfigError(f"config.train.batch_size={tc.batch_size} is not divisible by the "
-                      f"{n_data} devices of the data axis; use a multiple of {n_data}.")
+                      f"{n_data} devices of the batch axes (config.mesh data x fsdp = "
+                      f"{mesh.shape['data']} x {mesh.shape['fsdp']}); use a multiple of "
+                      f"{n_data}.")
+  k = accumulation_steps(config.optimizer)
+  if tc.num_steps % k:
+    raise ConfigError(f"config.train.num_steps={tc.num_steps} is not a multiple of "
+                      f"config.optimizer.accumulate_steps={k}: the last update would be "
+                      "incomplete; use a multiple.")
   dataset = load_dataset(config.dataset)
+  transfer.check_vocabulary(config.init_from, dataset.metadata)
   train_size = len(dataset.splits["train"])
-  if tc.batch_size > train_size:
-    raise ConfigError(f"config.train.batch_size={tc.batch_size} is larger than the train split "
-                      f"of {dataset.name} ({train_size} examples); use at most {train_size}.")
-  steps_per_epoch = train_size // tc.batch_size
-  total = tc.num_steps or max(1, math.ceil(tc.num_epochs * steps_per_epoch))
+  if tc.batch_size * k > train_size:
+    raise ConfigError(f"config.train.batch_size={tc.batch_size} x config.optimizer."
+                      f"accumulate_steps={k} is larger than the train split of {dataset.name} "
+                      f"({train_size} examples); use at most {train_size} examples per update.")
+  steps_per_epoch = train_size // (tc.batch_size * k) * k  # whole updates per epoch
+  total = tc.num_steps or max(1, math.ceil(tc.num_epochs * steps_per_epoch / k)) * k
   task_cls = tasks.TASKS.get(config.task.name, "config.task.name")
   labels = dataset.splits["train"].labels
   target_dim = labels.shape[1] if labels.ndim == 2 else 1
@@ -94,30 +107,42 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
       config.model, task_cls.num_outputs(dataset.num_classes, target_dim), dtype,
       data_fields=dataset.model_fields)
   task = task_cls(config, model, dataset.num_classes)
-  tx = make_optimizer(config.optimizer, config.schedule, total)
+  # Schedules count optimizer updates (optax.MultiSteps advances them every k batches).
+  tx = make_optimizer(config.optimizer, config.schedule, total // k)
   best_metric = tc.best_metric or task.default_metric
   if best_metric not in task.metric_names():
     raise ConfigError(f"config.train.best_metric={best_metric!r} is not a validation metric of "
                       f"task {config.task.name!r}; choose one of {sorted(task.metric_names())}.")
   eval_every = tc.eval_every_steps or steps_per_epoch
   return Experiment(
-      config=config, dataset=dataset, task=task, tx=tx, mesh=mesh,
-      schedule=make_schedule(config.optimizer, config.schedule, total), total_steps=total,
+      config=config, dataset=dataset, task=task, tx=tx, mesh=mesh, rules=rules,
+      accumulate_steps=k,
+      schedule=make_schedule(config.optimizer, config.schedule, total // k), total_steps=total,
       steps_per_epoch=steps_per_epoch, eval_every=eval_every,
       checkpoint_every=tc.checkpoint_every_steps or eval_every,
       best_metric=best_metric,
       best_mode=tc.best_mode or task.default_mode)
 
 
+def state_sharding(exp: Experiment) -> Any:
+  """Where each array of the train state lives: the model's logical axis names through
+  `config.mesh.rules` (replicated where a model names none)."""
+  sample = jnp.asarray(exp.dataset.splits["train"].inputs[:1])
+  rng = jax.random.key(exp.config.seed)
+  abstract = jax.eval_shape(lambda: exp.task.create_state(rng, sample, exp.tx))
+  boxed = jax.eval_shape(exp.task.init_variables, rng, sample)
+  return mesh_lib.state_shardings(abstract, boxed, exp.mesh, exp.rules)
+
+
 def init_state(exp: Experiment) -> tasks.TrainState:
-  """Parameters from `config.seed`, replicated over the mesh."""
+  """Parameters from `config.seed`, created directly in their shardings over the mesh."""
   sample = exp.dataset.splits["train"].inputs[:1]
   rng = jax.random.key(exp.config.seed)
 
   def create():
     return exp.task.create_state(rng, jnp.asarray(sample), exp.tx)
 
-  return jax.jit(create, out_shardings=mesh_lib.replicated(exp.mesh))()
+  return jax.jit(create, out_shardings=state_sharding(exp))()
 
 
 def _eval_batch_size(exp: Experiment, split_size: int) -> int:
@@ -132,12 +157,16 @@ class Evaluator:
   def __init__(self, exp: Experiment, device_splits: dict[str, dict[str, jax.Array]]):
     self.exp = exp
     self.data = device_splits
-    self.fn = steps.make_eval_fn(exp.task, exp.mesh)
+    self.fn = None
 
   def outputs(self, state: tasks.TrainState, split: str) -> dict[str, np.ndarray]:
     """The task's per-example outputs of a split (e.g. logits), on the host, in order."""
+    if self.fn is None:  # compiled for the shardings of the first state evaluated
+      self.fn = steps.make_eval_fn(self.exp.task, self.exp.mesh, _shardings(state.params),
+                                   _shardings(state.model_state))
     n = len(self.exp.dataset.splits[split].labels)
     indices, mask = batching.eval_blocks(n, _eval_batch_size(self.exp, n))
+    indices = mesh_lib.put(indices, mesh_lib.batch_sharded(self.exp.mesh, leading_axes=1))
     outputs = self.fn(state.params, state.model_state, self.data[split], indices)
     flat_mask = mask.reshape(-1)
     return {k: np.asarray(v).reshape((-1,) + v.shape[2:])[flat_mask] for k, v in outputs.items()}
@@ -201,8 +230,9 @@ class _Run:
       self.state, self.meta, _ = restored
       logging.info("Resumed from %s at step %d.", self.ckpt.latest_dir, int(self.state.step))
     elif exp.config.init_from.workdir:
+      sharding = _shardings(self.state)
       state, loaded = transfer.initialise_from(self.state, exp.config, exp.tx)
-      self.state = jax.device_put(state, mesh_lib.replicated(exp.mesh))
+      self.state = jax.device_put(state, sharding)
       logging.info("Initialised %d arrays from %s.", len(loaded) - 1, loaded[0])
     self.step = int(jax.device_get(self.state.step))
     self.finished = self.step >= exp.total_steps or self.meta["stopped_early"]
@@ -213,8 +243,8 @@ class _Run:
     self.workdir = workdir
     self.writer = MetricWriter(workdir, resume_step=self.step)
     self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size,
-                                     exp.config.seed)
-    self.train_chunk = steps.make_train_chunk(exp.task, exp.mesh)
+                                     exp.config.seed, group=exp.accumulate_steps)
+    self.train_chunk = steps.make_train_chunk(exp.task, exp.mesh, _shardings(self.state))
     self.window_epoch = -1
     self.evaluate_split = Evaluator(exp, self.device_splits)
     self.key = jax.random.key(exp.config.seed + 1)  # dropout etc.: fold_in(key, step)
@@ -227,9 +257,7 @@ class _Run:
   def train_until(self, end: int) -> None:
     epoch = self.step // self.order.steps_per_epoch
     if epoch != self.window_epoch:  # the data order of this epoch and the next, on device
-      window_start = epoch * self.order.steps_per_epoch
-      self.window = jax.device_put((self.order.window(epoch), np.int32(window_start)),
-                                   mesh_lib.replicated(self.exp.mesh))
+      self.window = batching.put_window(self.order, epoch, self.exp.mesh)
       self.window_epoch = epoch
     window_end = (epoch + 2) * self.order.steps_per_epoch
     chunk = min(self.exp.config.train.steps_per_dispatch, end - self.step,
@@ -245,7 +273,8 @@ class _Run:
     rates = self.progress.update(self.step, {k: v for k, v in metrics.items()
                                              if k in ("loss", "accuracy")})
     self.writer.write(self.step, "train", {**metrics, **rates,
-                                           "learning_rate": float(self.exp.schedule(self.step))})
+                                           "learning_rate": float(self.exp.schedule(
+                                               self.step // self.exp.accumulate_steps))})
 
   def validate(self) -> dict[str, Any]:
     """Evaluates, keeps the best checkpoint, and decides on early stopping."""
@@ -291,7 +320,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   by raising.
   """
   exp = build(config)
-  workdir_lib.prepare(workdir, config, overwrite)
+  if jax.process_index() == 0:
+    workdir_lib.prepare(workdir, config, overwrite)
+  else:  # the others only check: process 0 writes every file of the workdir
+    workdir_lib.check(workdir, config, overwrite)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("workdir prepared")
   if exp.dataset.metadata and jax.process_index() == 0:
     atomic_write_json(os.path.join(workdir, DATASET_FILE), exp.dataset.metadata)
   tc = config.train
@@ -387,7 +421,12 @@ def _final_evaluation(exp: Experiment, run: _Run, test: bool) -> dict[str, Any]:
             "validation": run.evaluate_split(state, "validation")}
   if test:
     result["test"] = run.evaluate_split(state, "test")
+  result.update(pruning.result_fields(exp.config.optimizer, state.params))
   return result
+
+
+def _shardings(tree: Any) -> Any:
+  return jax.tree.map(lambda x: x.sharding, tree)
 
 
 def _read_json(path: str) -> dict[str, Any]:

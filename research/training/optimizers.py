@@ -19,6 +19,7 @@ import ml_collections
 import optax
 
 from research.errors import ConfigError
+from research.training.pruning import default_prune_config, maybe_prune
 from research.training.transfer import parameter_groups
 from research.registry import unknown_name_message
 
@@ -43,7 +44,12 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
       weight_decay=0.0, clip_norm=0.0, l1=0.0, l2=0.0,
       # Parameter-path regexes (see research/training/transfer.py): kept fixed, or trained at
       # scale_lr_factor x the learning rate (e.g. pretrained layers while a new head learns).
-      freeze=(), scale_lr=(), scale_lr_factor=0.1))
+      freeze=(), scale_lr=(), scale_lr_factor=0.1,
+      # Gradient accumulation (optax.MultiSteps): the mean gradient of this many consecutive
+      # batches of train.batch_size makes one update; train.num_steps counts batches.
+      accumulate_steps=1,
+      # Magnitude pruning (research/training/pruning.py); sparsity 0 = off.
+      prune=default_prune_config()))
 
 
 def default_schedule_config() -> ml_collections.ConfigDict:
@@ -169,7 +175,25 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
     # momentum, RMSProp and friends; AdamW above has its own decoupled decay.
     parts.append(optax.add_decayed_weights(wd, mask=_weight_decay_mask))
   parts.append(tx)
-  return parameter_groups(opt, optax.chain(*parts))
+  return maybe_prune(opt, total_steps,
+                     accumulate(opt, parameter_groups(opt, optax.chain(*parts))))
+
+
+def accumulate(opt: ml_collections.ConfigDict,
+               tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`tx` applied once every `opt.accumulate_steps` calls to the mean of their gradients.
+
+  Outermost, so clipping and weight decay see the accumulated gradient, as with one big batch.
+  """
+  k = accumulation_steps(opt)
+  return tx if k == 1 else optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
+
+
+def accumulation_steps(opt: ml_collections.ConfigDict) -> int:
+  k = opt.get("accumulate_steps", 1)
+  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    raise ConfigError(f"config.optimizer.accumulate_steps must be an integer >= 1, got {k!r}.")
+  return k
 
 
 def penalty(params: Any, l1: float, l2: float) -> jax.Array:

@@ -27,9 +27,10 @@ NO_NONFINITE_STEP = -1
 
 
 def gather_batch(data: dict[str, jax.Array], indices: jax.Array, mesh: Mesh) -> dict[str, jax.Array]:
-  """Takes a batch from the device-resident split, sharded over the `data` axis."""
+  """Takes a batch from the device-resident split, sharded over the batch axes: each
+  device gathers only its own rows (on many hosts, each process only its slice)."""
   sharding = mesh_lib.batch_sharded(mesh)
-  return {k: jnp.take(v, indices, axis=0)
+  return {k: jax.lax.with_sharding_constraint(jnp.take(v, indices, axis=0), sharding)
           for k, v in data.items()}
 
 
@@ -53,13 +54,16 @@ def _zero_totals(metric_names: tuple[str, ...], mesh: Mesh) -> Callable[[], Tota
   return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
 
 
-def make_train_chunk(task: Task, mesh: Mesh, donate: bool = True) -> Callable[..., tuple[TrainState, Totals]]:
+def make_train_chunk(task: Task, mesh: Mesh, state_sharding: Any = None,
+                     donate: bool = True) -> Callable[..., tuple[TrainState, Totals]]:
   """jit-compiled k-steps-per-dispatch train function with explicit shardings.
 
   `train_chunk(state, totals, data, window, window_start, key, num_steps)`: step s reads
   its batch indices from row `s - window_start` of `window`, an on-device block of the
-  data order (see `batching.EpochOrder.window`) uploaded once per epoch, so a call sends
+  data order (see `batching.put_window`) uploaded once per epoch, so a call sends
   nothing from the host. `num_steps` is static: one compilation per chunk length.
+  `state_sharding` (a tree like the state; default: replicated) keeps FSDP / tensor-parallel
+  parameters and optimizer state where `mesh.state_shardings` put them.
   """
 
   def train_chunk(state: TrainState, totals: Totals, data: dict[str, jax.Array],
@@ -87,15 +91,21 @@ def make_train_chunk(task: Task, mesh: Mesh, donate: bool = True) -> Callable[..
     return state, totals
 
   rep = mesh_lib.replicated(mesh)
+  state_sharding = rep if state_sharding is None else state_sharding
   return jax.jit(
       train_chunk, static_argnums=(6,),
-      in_shardings=(rep, rep, rep, rep, rep, rep),
-      out_shardings=(rep, rep),
+      in_shardings=(state_sharding, rep, rep, mesh_lib.batch_sharded(mesh, leading_axes=1),
+                    rep, rep),
+      out_shardings=(state_sharding, rep),
       donate_argnums=(0, 1) if donate else ())
 
 
-def make_eval_fn(task: Task, mesh: Mesh) -> Callable[..., dict[str, jax.Array]]:
-  """Per-example outputs of a whole split, batch by batch inside one compiled scan."""
+def make_eval_fn(task: Task, mesh: Mesh, params_sharding: Any = None,
+                 model_state_sharding: Any = None) -> Callable[..., dict[str, jax.Array]]:
+  """Per-example outputs of a whole split, batch by batch inside one compiled scan.
+
+  The outputs come back replicated, so every process can read them (multi-host runs).
+  """
 
   def evaluate(params: Any, model_state: Any, data: dict[str, jax.Array],
                indices: jax.Array) -> dict[str, jax.Array]:
@@ -109,5 +119,6 @@ def make_eval_fn(task: Task, mesh: Mesh) -> Callable[..., dict[str, jax.Array]]:
 
   rep = mesh_lib.replicated(mesh)
   return jax.jit(evaluate,
-                 in_shardings=(rep, rep, rep, mesh_lib.batch_sharded(mesh, leading_axes=1)),
-                 out_shardings=mesh_lib.batch_sharded(mesh, leading_axes=1))
+                 in_shardings=(params_sharding or rep, model_state_sharding or rep, rep,
+                               mesh_lib.batch_sharded(mesh, leading_axes=1)),
+                 out_shardings=rep)

@@ -14,6 +14,7 @@ joined by '/', as `parameter_paths` lists them.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
@@ -22,9 +23,13 @@ import jax
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from research.errors import CheckpointError, ConfigError
+from research.training.checkpoint import Checkpointer
+
+
+# Facts about the data a checkpoint needs later (e.g. the vocabulary), beside the checkpoints.
+DATASET_FILE = "dataset.json"
 
 
 def default_init_from_config() -> ml_collections.ConfigDict:
@@ -78,25 +83,17 @@ def read_checkpoint_tree(workdir: str, which: str = "best") -> tuple[dict[str, A
   """
   if which not in ("best", "latest"):
     raise ConfigError(f"config.init_from.checkpoint must be 'best' or 'latest', got {which!r}.")
-  candidates = (["checkpoints_best"] if which == "best" else []) + ["checkpoints"]
-  for name in candidates:
-    directory = os.path.abspath(os.path.join(workdir, name))
-    if not os.path.isdir(directory):
-      continue
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(create=False))
-    try:
-      steps = manager.all_steps()
-      if not steps:
-        continue
-      restored = manager.restore(max(steps), args=ocp.args.Composite(
-          state=ocp.args.StandardRestore()))
-      return restored["state"], f"{directory} (step {max(steps)})"
-    except Exception as e:  # orbax raises many types for unreadable files
-      raise CheckpointError(f"config.init_from.workdir={workdir!r}: the checkpoint in "
-                            f"{directory} is unreadable ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200] if str(e) else ''}).") from e
-    finally:
-      manager.close()
+  checkpointer = Checkpointer(workdir)
+  try:
+    for best in ((True, False) if which == "best" else (False,)):
+      if checkpointer.has_checkpoint(best):
+        state, step = checkpointer.restore_raw(best)
+        directory = checkpointer.best_dir if best else checkpointer.latest_dir
+        return state, f"{os.path.abspath(directory)} (step {step})"
+  except CheckpointError as e:
+    raise CheckpointError(f"config.init_from.workdir={workdir!r}: {e}") from e
+  finally:
+    checkpointer.close()
   raise CheckpointError(f"config.init_from.workdir={workdir!r} holds no checkpoint: train that "
                         "experiment first (python -m launch.main --config=... --workdir=that "
                         "dir) or fix the path.")
@@ -126,6 +123,46 @@ def merge(fresh: Any, saved: Any, exclude: list[re.Pattern[str]],
     return jax.numpy.asarray(old, dtype=leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(take, fresh), loaded
+
+
+def _describe_tokenizer(tokenizer: dict[str, Any]) -> str:
+  vocab = tokenizer.get("vocab")
+  size = f"{len(vocab)} tokens" if vocab is not None else "a sentencepiece model"
+  return f"{tokenizer.get('kind')} tokenizer, {size}, lowercase={tokenizer.get('lowercase')}"
+
+
+def check_vocabulary(init: ml_collections.ConfigDict, metadata: dict[str, Any]) -> None:
+  """Refuses to initialise from a run whose tokeniser differs from this run's.
+
+  Embedding rows are indexed by token id: loaded under another vocabulary they would mean
+  other tokens, and nothing downstream would notice. Compared when both the source's
+  `dataset.json` (written by the loop) and this run's dataset metadata hold a tokeniser.
+  """
+  if not init.workdir or "tokenizer" not in metadata:
+    return
+  path = os.path.join(init.workdir, DATASET_FILE)
+  if not os.path.isfile(path):
+    return
+  try:
+    with open(path) as f:
+      source = json.load(f).get("tokenizer")
+  except (OSError, ValueError, AttributeError) as e:
+    raise CheckpointError(f"config.init_from.workdir={init.workdir!r}: {path} is unreadable "
+                          f"({e}); copy it from the run that made it, or retrain.") from e
+  if source is None or source == metadata["tokenizer"]:
+    return
+  ours, theirs = metadata["tokenizer"], source
+  detail = ""
+  if ours.get("vocab") is not None and theirs.get("vocab") is not None:
+    first = next((i for i, (a, b) in enumerate(zip(theirs["vocab"], ours["vocab"])) if a != b),
+                 min(len(ours["vocab"]), len(theirs["vocab"])))
+    detail = f" (they first differ at token id {first})"
+  raise ConfigError(
+      f"config.init_from.workdir={init.workdir!r} was trained on another vocabulary "
+      f"({_describe_tokenizer(theirs)}) than this run's ({_describe_tokenizer(ours)}){detail}: "
+      "its embeddings would mean other tokens. Use the source run's dataset settings "
+      "(dataset.name, tokenizer, vocab_size, lowercase, mask_token, validation_fraction, "
+      "split_seed), so the tokenizer is built from the same train text.")
 
 
 def initialise_from(state: Any, config: ml_collections.ConfigDict,

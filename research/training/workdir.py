@@ -19,7 +19,8 @@ from research.training.writers import atomic_write_json
 
 CONFIG_FILE = "config.json"
 RUN_OUTPUTS = ("checkpoints", "checkpoints_best", "tensorboard", "metrics.jsonl",
-               "result.json", "evaluation.json", "dataset.json", "samples", CONFIG_FILE)
+               "result.json", "evaluation.json", "dataset.json", "samples", "quantized",
+               CONFIG_FILE)
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -56,8 +57,10 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     present = a[k] if k in a else b[k]
     return k not in defaults or defaults[k] != present
 
+  # config.mesh is where arrays live, not what is computed: a run may resume on another
+  # device layout or process count (orbax reshards the checkpoint).
   return [f"config.{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
-          for k in sorted(set(a) | set(b)) if differs(k)]
+          for k in sorted(set(a) | set(b)) if differs(k) and not k.startswith("mesh.")]
 
 
 def with_defaults(saved: dict[str, Any]) -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""Transformer encoder classifier, and the attention and pre-LN block it is built from.
+"""Transformer encoder trunk and classifier, and the attention and pre-LN block they are built from.
 
 `SelfAttention` and `TransformerBlock` take a key padding mask and a `causal` flag, so an
 encoder (bidirectional, padded batches) and a decoder (causal) can share them. Attention
@@ -9,7 +9,7 @@ embeddings and to each residual branch. Initialisation follows GPT-2 / BERT: N(0
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -77,14 +77,18 @@ class TransformerBlock(nn.Module):
     return x + drop(h)
 
 
-@MODELS.register("transformer_classifier")
-class TransformerClassifier(nn.Module):
-  """Token ids (batch, length) -> logits (batch, num_outputs).
+class TransformerEncoder(nn.Module):
+  """The encoder trunk: token ids (batch, length) -> hidden states, shared by every head.
 
   Token + learned position embeddings, `num_layers` pre-LN blocks attending only to real
-  tokens, a final LayerNorm, then pooling and a linear head.
+  tokens, and a final LayerNorm. Not registered: a model adds a head in its own compact
+  `__call__` after `self._encode(...)`. Every subclass keeps the trunk's parameter names
+  (token_embed, cls, position_embed, block<i>, ln_final) at the top level, so a checkpoint
+  of one head's model initialises another's trunk through `config.init_from` (a masked-LM
+  pretraining run -> a classifier), and only the head is new.
 
   Attributes:
+    num_outputs: the head's output width (from the task).
     vocab_size: filled in from the dataset's vocabulary.
     d_model, num_heads, num_layers, mlp_dim: width, attention heads (d_model must divide by
       them), depth, and the MLP's hidden width.
@@ -107,6 +111,8 @@ class TransformerClassifier(nn.Module):
   activation: str = "gelu"
   dtype: Any = jnp.float32
 
+  registered_name: ClassVar[str] = "transformer_encoder"  # for error messages
+
   def __post_init__(self) -> None:
     for field in ("vocab_size", "d_model", "num_heads", "num_layers", "mlp_dim", "max_position"):
       value = getattr(self, field)
@@ -121,14 +127,17 @@ class TransformerClassifier(nn.Module):
     check_dropout_rate(self.dropout_rate)
     super().__post_init__()
 
-  @nn.compact
-  def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
+  def _encode(self, inputs: jax.Array, train: bool) -> tuple[jax.Array, jax.Array, nn.Embed]:
+    """(hidden states (batch, length [+1 with 'cls'], d_model), their real-token mask, the
+    token embedding module). Call only from a subclass's compact `__call__`: the trunk's
+    layers are created in that module, under the names above."""
     if inputs.ndim != 2 or not jnp.issubdtype(inputs.dtype, jnp.integer):
-      raise ConfigError(f"model 'transformer_classifier' needs token ids of shape (batch, "
+      raise ConfigError(f"model {self.registered_name!r} needs token ids of shape (batch, "
                         f"length); got {inputs.dtype} {tuple(inputs.shape)}. Use a text dataset.")
     mask = inputs != PAD_ID
-    x = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, param_dtype=jnp.float32,
-                 embedding_init=_INIT, name="token_embed")(inputs)
+    embed = nn.Embed(self.vocab_size, self.d_model, dtype=self.dtype, param_dtype=jnp.float32,
+                     embedding_init=_INIT, name="token_embed")
+    x = embed(inputs)
     if self.pooling == "cls":
       cls = self.param("cls", _INIT, (1, 1, self.d_model), jnp.float32)
       x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (len(x), 1, self.d_model)),
@@ -136,7 +145,7 @@ class TransformerClassifier(nn.Module):
       mask = jnp.concatenate([jnp.ones((len(x), 1), bool), mask], axis=1)
     length = x.shape[1]
     if length > self.max_position:
-      raise ConfigError(f"model 'transformer_classifier' got {length} positions, more than "
+      raise ConfigError(f"model {self.registered_name!r} got {length} positions, more than "
                         f"config.model.max_position={self.max_position}: raise it or lower "
                         "dataset.max_length.")
     positions = self.param("position_embed", _INIT, (self.max_position, self.d_model),
@@ -146,7 +155,22 @@ class TransformerClassifier(nn.Module):
     for i in range(self.num_layers):
       x = TransformerBlock(self.num_heads, self.mlp_dim, self.dropout_rate, self.activation,
                            dtype=self.dtype, name=f"block{i}")(x, mask, train)
-    x = _layer_norm(self.dtype, "ln_final")(x)
+    return _layer_norm(self.dtype, "ln_final")(x), mask, embed
+
+
+@MODELS.register("transformer_classifier")
+class TransformerClassifier(TransformerEncoder):
+  """Token ids (batch, length) -> logits (batch, num_outputs).
+
+  The `TransformerEncoder` trunk (see its attributes), then pooling (mean over real tokens,
+  or the [CLS] state) and a linear head named 'head'.
+  """
+
+  registered_name: ClassVar[str] = "transformer_classifier"
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
+    x, mask, _ = self._encode(inputs, train)
     if self.pooling == "cls":
       pooled = x[:, 0]
     else:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -22,11 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from research import models, tasks
+from research import models, saved_run, tasks
 from research.data.shakespeare import Codec
-from research.errors import CheckpointError, ConfigError, DataError
-from research.training.checkpoint import Checkpointer
-from research.training.loop import DATASET_FILE
+from research.errors import ConfigError, DataError
 from research.training.workdir import CONFIG_FILE
 
 
@@ -130,16 +126,6 @@ class Loaded:
   step: int
 
 
-def _read_json(path: str, what: str) -> dict[str, Any]:
-  if not os.path.isfile(path):
-    raise CheckpointError(f"{path} is missing: {what}")
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise CheckpointError(f"{path} cannot be read ({e}): {what}") from e
-
-
 def load_workdir(workdir: str, best: bool = False) -> Loaded:
   """The model, parameters and tokeniser of a workdir's newest (or best) checkpoint.
 
@@ -147,34 +133,19 @@ def load_workdir(workdir: str, best: bool = False) -> Loaded:
   CheckpointError when there is no checkpoint, and DataError when `dataset.json`'s
   vocabulary does not match the checkpoint's embedding.
   """
-  if not os.path.isdir(workdir):
-    raise CheckpointError(f"--workdir={workdir} does not exist: point it at a trained run.")
-  config = ml_collections.ConfigDict(_read_json(
-      os.path.join(workdir, CONFIG_FILE), "this is not a training workdir; point --workdir "
-      "at one that `python -m launch.main` trained."))
-  meta_path = os.path.join(workdir, DATASET_FILE)
-  metadata = _read_json(meta_path, "it holds the vocabulary; only runs on a language-model "
-                        "dataset (tiny_shakespeare) can be sampled.")
-  codec = Codec.from_metadata(metadata, meta_path)
-  checkpointer = Checkpointer(workdir)
-  where = checkpointer.best_dir if best else checkpointer.latest_dir
-  try:
-    state, step = checkpointer.restore_raw(best)
-  finally:
-    checkpointer.close()
-
-  model = _build_model(config, codec, metadata.get("block_size"))
-  params = state["params"]
-  expected = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 1), jnp.int32))["params"]
-  if jax.tree.structure(expected) != jax.tree.structure(params) or any(
-      a.shape != b.shape for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params))):
+  run = saved_run.read(workdir, "it holds the vocabulary; only runs on a language-model "
+                       "dataset (tiny_shakespeare) can be sampled.", best)
+  codec = Codec.from_metadata(run.metadata, run.metadata_path)
+  model = _build_model(run.config, codec, run.metadata.get("block_size"))
+  params = run.state["params"]
+  if not saved_run.fits(model, params, jnp.zeros((1, 1), jnp.int32)):
     embed = np.shape(params.get("token_embed", {}).get("embedding"))
     raise DataError(
-        f"{meta_path} does not match the checkpoint in {where}: its vocabulary has "
+        f"{run.metadata_path} does not match the checkpoint of {workdir}: its vocabulary has "
         f"{codec.vocab_size} tokens, the checkpoint's token embedding is {embed} (and the "
         f"parameters of the model in {CONFIG_FILE} must match it). Restore the dataset.json "
         "and config.json the run wrote.")
-  return Loaded(model=model, params=params, codec=codec, step=int(step))
+  return Loaded(model=model, params=params, codec=codec, step=run.step)
 
 
 def _build_model(config: ml_collections.ConfigDict, codec: Codec,

@@ -427,3 +427,12 @@ def ndcg_at_k(rank_of_positive: ArrayLike, k: int) -> float:
   ranks = _ranks(rank_of_positive, k)
   gain = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
   return float(np.mean(gain))
+
+
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
+  """sacrebleu's corpus BLEU (0-100, its default 13a tokenisation) of detokenised hypotheses,
+  one reference each: the number translation papers report."""
+  import sacrebleu  # only translation needs it
+  if len(hypotheses) != len(references):
+    raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+  return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)

@@ -1,0 +1,44 @@
+r"""Post-training int8 quantisation of a trained workdir, with accuracy before and after.
+
+  python -m launch.quantize --workdir=runs/reproduce/fashion_mnist_cnn/seed_0 [--best]
+
+Writes WORKDIR/quantized/params_int8.npz (int8 kernels, one float32 scale per output channel,
+float32 biases), params_float32.npz (the float baseline) and quantization.json (validation
+and test metrics with float32 and dequantised int8 weights, bytes on disk); prints a summary.
+The checkpoints are only read. A bad flag or workdir ends with one `error:` line, exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from launch.cli import QuietLibraries, parse_flags, report_error
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir that launch.main trained.")
+_BEST = flags.DEFINE_bool("best", False, "Quantise the best checkpoint instead of the newest.")
+
+
+def main(argv) -> int:
+  del argv
+  logging.get_absl_handler().addFilter(QuietLibraries())
+  if not _WORKDIR.value:
+    return report_error("--workdir missing: pass the workdir of a trained run.")
+  from research.compress.workdir import quantize_workdir, summary
+  from research.errors import UserError
+  try:
+    report = quantize_workdir(_WORKDIR.value, _BEST.value)
+  except UserError as e:
+    return report_error(str(e))
+  print(summary(report))
+  return 0
+
+
+def run() -> None:
+  app.run(lambda argv: sys.exit(main(argv)),
+          flags_parser=lambda argv: parse_flags(argv, "launch.quantize"))
+
+
+if __name__ == "__main__":
+  run()

@@ -55,6 +55,7 @@ class Workload:
   batch_size: int
   data: str = "mnist"
   overrides: tuple[tuple[str, Any], ...] = ()
+  torch: bool = True  # torch_reference.py has this workload (else the framework runs alone)
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -65,12 +66,28 @@ WORKLOADS: dict[str, Workload] = {
     "resnet18_cifar": Workload("cifar10_resnet18", 512, "cifar10", (
         ("augment.random_crop_padding", 0), ("augment.horizontal_flip", False))),
     "mf_ml100k": Workload("ml100k_mf", 1024, "movielens"),
+    # One D and one G update per step at the reference's batch, with its generator (the
+    # TensorFlow tutorial's: a 7x7x256 projection and a 5x5 stride-1 conv before upsampling).
+    "dcgan": Workload("mnist_dcgan", 256, "mnist", (
+        ("model.project_width", 256), ("model.refine_kernel", 5))),
     # Sequences as the reference's: 200 tokens of a 20,000-word vocabulary; 128 of 10,000.
     "lstm_cls": Workload("sst2_lstm", 64, "sst2", (
         ("dataset.vocab_size", 20000), ("dataset.max_length", 200))),
     "transformer_cls": Workload("sst2_transformer", 32, "sst2", (
         ("dataset.vocab_size", 10000), ("dataset.max_length", 128))),
     "gpt_char": Workload("shakespeare_char_gpt", 64, "text"),
+    # The reference's nn.Transformer: 32 source and 32 target tokens, 8,000-token vocabularies,
+    # separate embeddings, an untied output layer, Adam 5e-4 without clipping.
+    "seq2seq": Workload("multi30k_transformer", 128, "multi30k", (
+        ("dataset.vocab_size", 8000), ("dataset.max_length", 32),
+        ("dataset.shared_vocabulary", False), ("model.share_embeddings", False),
+        ("model.tie_output", False), ("optimizer.name", "adam"),
+        ("optimizer.clip_norm", 0.0), ("optimizer.weight_decay", 0.0))),
+    # GPT-2 124M's blocks (byte vocabulary): plain data parallelism vs the FSDP path, params
+    # and Adam state sharded over every device (on one device: the cost of the sharding code).
+    "gpt2_dp": Workload("gpt2_small", 16, "text", torch=False),
+    "gpt2_fsdp": Workload("gpt2_small", 16, "text", (("mesh.data", 1), ("mesh.fsdp", -1)),
+                          torch=False),
 }
 
 _WORKLOAD = flags.DEFINE_list("workload", list(WORKLOADS),
@@ -223,11 +240,32 @@ def write_random_text(directory: str, num_chars: int, seed: int = 0) -> str:
   return directory
 
 
+def write_random_multi30k(directory: str, num_train: int, num_test: int = 256, seed: int = 0,
+                          words: int = 40, vocab: int = 25000) -> str:
+  """Multi30k's {train,val,test_2016_flickr}.{de,en}.gz of random sentences of `words` words
+  from `vocab` random lower-case words per language: longer than 32 tokens, so every pair
+  fills the reference's 32 + 32 tokens, and varied enough for 8,000 sentencepiece pieces."""
+  import gzip
+  import string
+
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  letters = np.array(list(string.ascii_lowercase))
+  lexicon = {language: np.array(["".join(rng.choice(letters, rng.integers(3, 9)))
+                                 for _ in range(vocab)]) for language in ("de", "en")}
+  for stem, n in (("train", num_train), ("val", num_test), ("test_2016_flickr", num_test)):
+    for language in ("de", "en"):
+      rows = lexicon[language][rng.integers(0, vocab, (n, words))]
+      with gzip.open(os.path.join(directory, f"{stem}.{language}.gz"), "wt") as f:
+        f.writelines(" ".join(row) + "\n" for row in rows)
+  return directory
+
+
 DATA_WRITERS = {"mnist": write_random_mnist, "cifar10": write_random_cifar10,
                 "movielens": write_random_movielens, "sst2": write_random_sst2,
-                "text": write_random_text}
+                "text": write_random_text, "multi30k": write_random_multi30k}
 TRAIN_EXAMPLES = {"mnist": 12000, "cifar10": 4096, "movielens": 65536, "sst2": 4096,
-                  "text": 400_000}
+                  "text": 400_000, "multi30k": 4096}
 
 
 def make_config(name: str, data_dir: str, steps_per_dispatch: int | None = None):
@@ -249,7 +287,25 @@ def make_config(name: str, data_dir: str, steps_per_dispatch: int | None = None)
     node[leaf] = value
   if steps_per_dispatch:
     config.train.steps_per_dispatch = steps_per_dispatch
+  if config.task.name == "gan":  # its FID needs a classifier of the same data to build
+    config.task.classifier_workdir = feature_classifier(config.dataset.name, data_dir)
   return config
+
+
+def feature_classifier(dataset: str, data_dir: str) -> str:
+  """A workdir of the dataset's classifier experiment (`:tiny`) trained on the random files:
+  a GAN task needs one to build (for its FID); its quality does not matter to a step's time."""
+  from research.tasks.classifier_features import CLASSIFIER_EXPERIMENTS
+  from research.training import loop
+  workdir = os.path.join(data_dir, "feature_classifier")
+  if not os.path.exists(os.path.join(workdir, "result.json")):
+    experiment = importlib.import_module(f"experiments.{CLASSIFIER_EXPERIMENTS[dataset]}")
+    config = experiment.get_config("tiny")
+    config.dataset.source = "local"
+    config.dataset.data_dir = data_dir
+    config.dataset.num_examples = 0  # all the random files hold
+    loop.train_and_evaluate(config, workdir, test=False)
+  return workdir
 
 
 # ----------------------------------------------------------------------------- timing
@@ -264,7 +320,7 @@ class CompiledStep:
 
   def __init__(self, config):
     import jax
-    from research.training import batching, loop, mesh as mesh_lib, steps
+    from research.training import batching, loop, steps
     self.exp = exp = loop.build(config)
     self.k = config.train.steps_per_dispatch
     self.batch_size = config.train.batch_size
@@ -272,8 +328,9 @@ class CompiledStep:
     self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), self.batch_size,
                                      config.seed)
     self.key = jax.random.key(config.seed + 1)
-    self.chunk = steps.make_train_chunk(exp.task, exp.mesh)
     self.state = loop.init_state(exp)
+    self.chunk = steps.make_train_chunk(exp.task, exp.mesh,
+                                        jax.tree.map(lambda x: x.sharding, self.state))
     example = loop._example_batch(exp, self.batch_size)
     self.metric_names = tuple(jax.eval_shape(
         lambda s, b: exp.task.train_step(s, b, self.key)[1], self.state, example))
@@ -292,15 +349,11 @@ class CompiledStep:
     self.window_epoch = -1
 
   def run(self) -> None:
-    import jax
-    import numpy as np
-    from research.training import mesh as mesh_lib
+    from research.training import batching
     step, per_epoch = self.steps_done, self.order.steps_per_epoch
     if step // per_epoch != self.window_epoch:
       self.window_epoch = step // per_epoch
-      self.window = jax.device_put(
-          (self.order.window(self.window_epoch), np.int32(self.window_epoch * per_epoch)),
-          mesh_lib.replicated(self.exp.mesh))
+      self.window = batching.put_window(self.order, self.window_epoch, self.exp.mesh)
     k = min(self.k, (self.window_epoch + 2) * per_epoch - step)
     self.state, self.totals = self.chunk(self.state, self.totals, self.train, *self.window,
                                          self.key, k)
@@ -425,6 +478,8 @@ def bench_workload(name: str, data_dir: str, dispatch: Sequence[int], reference:
     compile_s.append(time.perf_counter() - start)
     ours.append(step)
   candidates: list[Any] = list(ours)
+  if reference is not None and not WORKLOADS[name].torch:
+    reference = None
   if reference is not None:
     candidates.append(TorchStep(reference, name, device))
   ms = time_interleaved(candidates, steps, warmup, windows)

@@ -61,13 +61,14 @@ def test_unknown_workload_is_named():
 
 @pytest.mark.parametrize("name, input_shape", [
     ("resnet18_cifar", (32, 32, 3)), ("mf_ml100k", (2,)), ("lstm_cls", (200,)),
-    ("transformer_cls", (128,)), ("gpt_char", (256,))])
+    ("transformer_cls", (128,)), ("gpt_char", (256,)), ("seq2seq", (32,))])
 def test_random_upstream_files_build_the_workload_with_the_reference_shapes(name, input_shape,
                                                                             tmp_path):
   from research.training import loop
   workload = bench.WORKLOADS[name]
   sizes = {"text": 40_000,  # characters: enough windows of 256 for one batch of 64
-           "sst2": 1024}   # sentences: all 25,000 random words appear
+           "sst2": 1024,   # sentences: all 25,000 random words appear
+           "multi30k": 4096}  # sentence pairs: enough subword pieces for 8,000-token vocabularies
   bench.DATA_WRITERS[workload.data](str(tmp_path), sizes.get(workload.data,
                                                              2 * workload.batch_size + 64))
   exp = loop.build(bench.make_config(name, str(tmp_path)))
@@ -75,3 +76,23 @@ def test_random_upstream_files_build_the_workload_with_the_reference_shapes(name
   assert exp.dataset.input_shape == input_shape
   if name == "lstm_cls":  # every random word is in the capped vocabulary, as in the reference
     assert exp.task.model.vocab_size == 20000
+  if name == "seq2seq":  # the reference's two 8,000-token vocabularies, 32 + 32 tokens
+    assert exp.dataset.model_fields == {"source_vocab_size": 8000, "target_vocab_size": 8000}
+    assert exp.dataset.splits["train"].labels.shape[1] == 32
+
+
+def test_dcgan_workload_matches_the_reference_networks(tmp_path):
+  """The `dcgan` workload trains torch_reference.py's networks: same layers, same sizes."""
+  import jax
+  from research.training import loop
+  bench.DATA_WRITERS["mnist"](str(tmp_path), 2 * 256 + 64)
+  exp = loop.build(bench.make_config("dcgan", str(tmp_path)))
+  params = jax.eval_shape(lambda: loop.init_state(exp)).params
+  count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))
+  # torch_reference.dcgan_models(), layer by layer (BatchNorm: scale and bias); the one extra
+  # parameter is the bias of the framework's output convolution.
+  generator = (100 * 7 * 7 * 256 + 2 * 256 + 256 * 128 * 5 * 5 + 2 * 128 + 128 * 64 * 4 * 4
+               + 2 * 64 + 64 * 1 * 4 * 4 + 1)
+  discriminator = (1 * 64 * 4 * 4 + 64 + 64 * 128 * 4 * 4 + 2 * 128 + 128 * 7 * 7 + 1)
+  assert count(params["generator"]) == generator
+  assert count(params["discriminator"]) == discriminator

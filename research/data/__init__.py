@@ -15,6 +15,7 @@ import numpy as np
 
 from research.data import (cifar, imdb, mnist, movielens, shakespeare, sklearn_source, splits,
                            sst2, synthetic)
+from research.data import multi30k, parallel  # noqa: F401  (multi30k registers its reader)
 from research.data.config import default_dataset_config, resolve_dataset_config
 from research.data.dataset import Dataset, Split, check_labels
 from research.data.idx import read_idx
@@ -40,6 +41,7 @@ DATASETS.register("synthetic_classification")(synthetic.load_classification)
 DATASETS.register(cifar.NAME)(cifar.load)
 DATASETS.register(sst2.NAME)(sst2.load)
 DATASETS.register(imdb.NAME)(imdb.load)
+DATASETS.register(multi30k.NAME)(parallel.load)
 for _name in shakespeare.DATASETS:
   DATASETS.register(_name)(functools.partial(shakespeare.load, _name))
 for _name in movielens.DATASETS:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 # Importing the model files registers their models in MODELS.
-from research.models import (cnn, gan, gpt, linear, mlp, recsys, resnet, rnn,  # noqa: F401
-                             transformer)
+from research.models import (bert, cnn, gan, gpt, linear, mlp, recsys, resnet,  # noqa: F401
+                             rnn, seq2seq, transformer)
 from research.models.cnn import KerasCNN, LeNet5, SmallCNN
 from research.models.gan import DCGAN
 from research.models.gpt import GPT

@@ -8,19 +8,25 @@ import ml_collections
 from research.registry import Registry
 from research.tasks.base import Task, TrainState, prepare_inputs
 from research.tasks.classification import BinaryClassification, MulticlassClassification
+from research.tasks.distillation import Distillation
 from research.tasks.gan import GAN
 from research.tasks.language_model import LanguageModel
+from research.tasks.masked_lm import MaskedLanguageModel
 from research.tasks.rating import ImplicitFeedback, RatingRegression
 from research.tasks.regression import Regression
+from research.tasks.seq2seq import Seq2Seq
 
 TASKS: Registry[type[Task]] = Registry("task")
 TASKS.register("multiclass")(MulticlassClassification)
+TASKS.register("distillation")(Distillation)
 TASKS.register("binary")(BinaryClassification)
 TASKS.register("regression")(Regression)
 TASKS.register("gan")(GAN)
 TASKS.register("language_model")(LanguageModel)
+TASKS.register("masked_lm")(MaskedLanguageModel)
 TASKS.register("rating")(RatingRegression)
 TASKS.register("implicit")(ImplicitFeedback)
+TASKS.register("seq2seq")(Seq2Seq)
 
 
 def build_task(config: ml_collections.ConfigDict, model: nn.Module,

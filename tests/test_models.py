@@ -108,6 +108,8 @@ def _apply(model: nn.Module, variables: dict, x: jax.Array, train: bool = False,
 TESTED_ELSEWHERE = {
     'dcgan': 'tests/test_gan.py',  # two players, generate / discriminate
     'resnet': 'tests/test_vision.py', 'cifar_resnet': 'tests/test_vision.py',  # BatchNorm state
+    'bert_mlm': 'tests/test_bert.py',  # needs a vocabulary with <mask>
+    'seq2seq_transformer': 'tests/test_seq2seq.py',  # two inputs (source, target), cached decoding
 }
 
 

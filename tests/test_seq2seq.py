@@ -9,7 +9,6 @@ Everything runs on a small made-up parallel corpus in Multi30k's file layout (a 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import subprocess
@@ -245,7 +244,6 @@ def test_launcher_trains_and_reports_bleu(trained):
     assert result[split]["accuracy"] > 0.1  # well above chance after 12 steps
     # The task contract (test_tasks.py checks the simpler tasks): every declared metric name
     # (what early stopping and the best checkpoint may use) is reported.
-    from research.tasks.seq2seq import Seq2Seq
     assert set(Seq2Seq.metric_names(None)) <= set(result[split])
   assert "bleu" in proc.stdout
   with open(os.path.join(workdir, "dataset.json")) as f:
@@ -277,24 +275,18 @@ def test_beam_of_one_is_greedy_on_the_trained_model(translator, corpus):
   assert (by_greedy == parallel.EOS_ID).any()  # some decodes do finish
 
 
-def test_translate_command(trained, translator, corpus, monkeypatch, capsys):
-  from absl import flags
-  from launch import translate
+def test_translate_command(trained, translator, corpus):
+  """`python -m launch.translate` as a user runs it: stdin in, one translation per line out."""
   sentences = corpus.sentences["test"].source[:8]
-
-  def run(*args: str) -> int:
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["translate", f"--workdir={trained[0]}", *args])
-    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(s + "\n" for s in sentences)))
-    return translate.main([])
-
-  assert run("--beam_size=1", "--batch_size=8") == 0
-  printed = capsys.readouterr().out.splitlines()
+  stdin = "".join(s + "\n" for s in sentences)
+  proc = _run("launch.translate", f"--workdir={trained[0]}", "--beam_size=1", "--batch_size=8",
+              stdin=stdin)
+  assert proc.returncode == 0, proc.stderr[-2000:]
   expected = [translator.target_tokenizer.decode(parallel.until_eos(row))
               for row in _greedy(translator, sentences)]
-  assert printed == expected
-  assert run("--beam_size=0") == 2
-  assert capsys.readouterr().err.startswith("error: --beam_size = 0: it must be")
+  assert proc.stdout.splitlines() == expected
+  proc = _run("launch.translate", f"--workdir={trained[0]}", "--beam_size=0", stdin=stdin)
+  assert proc.returncode == 2 and proc.stderr.startswith("error: --beam_size = 0: it must be")
 
 
 def test_unknown_variant_is_refused():

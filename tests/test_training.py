@@ -312,3 +312,17 @@ def test_workdir_config_compare_tolerates_schema_growth_at_defaults():
   old["model"] = {"name": "mlp", "width": 4}  # not a schema field: absent means different
   new["model"] = {"name": "mlp"}
   assert "config.model.width: 4 -> '<absent>'" in config_differences(old, new)
+
+
+def test_a_workdir_being_trained_is_refused_to_a_second_run(tmp_path):
+  """The same workdir trained twice at once would interleave checkpoints: refused, naming
+  the PID that holds it; free again once that run ends."""
+  from research.errors import WorkdirError
+  from research.training import workdir as workdir_lib
+  config = tiny_digits(mlp=True, num_steps=2, eval_every_steps=2, log_every_steps=2)
+  with workdir_lib.WorkdirLock(str(tmp_path)):
+    with pytest.raises(WorkdirError, match=f"another process \\(pid {os.getpid()}\\)"):
+      loop.train_and_evaluate(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "config.json")  # the refused run wrote nothing
+  result = loop.train_and_evaluate(config, str(tmp_path))
+  assert result["step"] == 2

@@ -320,6 +320,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   by raising.
   """
   exp = build(config)
+  workdir_lib.check(workdir, config, overwrite)  # a refused run touches nothing, not even .lock
+  with workdir_lib.WorkdirLock(workdir, enabled=jax.process_index() == 0):
+    return _train_and_evaluate(exp, config, workdir, overwrite, test, on_eval)
+
+
+def _train_and_evaluate(exp: Experiment, config: ml_collections.ConfigDict, workdir: str,
+                        overwrite: bool, test: bool,
+                        on_eval: EvalCallback | None) -> dict[str, Any]:
+  """`train_and_evaluate` once the workdir is locked for this run."""
   if jax.process_index() == 0:
     workdir_lib.prepare(workdir, config, overwrite)
   else:  # the others only check: process 0 writes every file of the workdir

@@ -183,7 +183,8 @@ def accumulate(opt: ml_collections.ConfigDict,
                tx: optax.GradientTransformation) -> optax.GradientTransformation:
   """`tx` applied once every `opt.accumulate_steps` calls to the mean of their gradients.
 
-  Outermost, so clipping and weight decay see the accumulated gradient, as with one big batch.
+  Outermost but for pruning (whose schedule counts batches), so clipping and weight decay see
+  the accumulated gradient, as with one big batch.
   """
   k = accumulation_steps(opt)
   return tx if k == 1 else optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()

@@ -7,6 +7,7 @@ to overwrite, which removes only what a run writes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from research.errors import WorkdirError
 from research.training.writers import atomic_write_json
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"  # held while a process trains the workdir (see `WorkdirLock`)
 RUN_OUTPUTS = ("checkpoints", "checkpoints_best", "tensorboard", "metrics.jsonl",
                "result.json", "evaluation.json", "dataset.json", "samples", "quantized",
                CONFIG_FILE)
@@ -49,7 +51,6 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   from research.config import base_config  # the schema; imported late to avoid a cycle
   a, b = _flatten(old), _flatten(new)
   defaults = _flatten(config_to_dict(base_config()))
-  missing = object()
 
   def differs(k: str) -> bool:
     if k in a and k in b:
@@ -115,3 +116,45 @@ def prepare(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) ->
         os.remove(path)
   os.makedirs(workdir, exist_ok=True)
   atomic_write_json(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))
+
+
+class WorkdirLock:
+  """An exclusive lock on WORKDIR/.lock while one process trains the workdir.
+
+  Two processes training the same workdir (the same command started twice, a sweep and a
+  reproduction sharing a directory) would interleave their checkpoints and metrics; the
+  second is refused, naming the first's PID. It is an advisory `flock`, which the OS
+  releases when the holder exits in any way (SIGKILL included), so a crash never leaves a
+  stale lock behind. `enabled=False` (processes other than 0 of a multi-process run, which
+  never write the workdir) makes it a no-op.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self.enabled = enabled
+    self._fd: int | None = None
+
+  def __enter__(self) -> WorkdirLock:
+    if not self.enabled:
+      return self
+    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+      os.close(fd)
+      raise WorkdirError(
+          f"workdir {os.path.dirname(self.path)} is being trained by another process (pid "
+          f"{holder}): wait for it to finish (rerunning then resumes), or use another "
+          "--workdir.") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    self._fd = fd
+    return self
+
+  def __exit__(self, *exc: Any) -> None:
+    if self._fd is not None:
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None

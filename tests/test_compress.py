@@ -119,6 +119,27 @@ def test_pruned_weights_stay_zero_through_steps_and_biases_are_never_pruned():
   assert set(report["sparsity_per_layer"]) == {"dense1/kernel", "head/kernel"}
 
 
+def test_pruning_ramp_counts_batches_under_gradient_accumulation():
+  """With k batches per update, a ramp ending at half of training ends at half of the batches
+  (the pruning transform sees every batch, the schedule's `total_steps` counts updates)."""
+  from research.training.optimizers import make_optimizer
+  config = base_config()
+  config.optimizer.update(name="sgd", learning_rate=0.01, accumulate_steps=2)
+  config.optimizer.prune.update(sparsity=0.5, start=0.0, end=0.5, update_every=1)
+  tx = make_optimizer(config.optimizer, config.schedule, 8)  # 8 updates = 16 batches
+  params = tree()
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  sparsity = []
+  for _ in range(16):
+    grads = jax.tree_util.tree_map(jnp.ones_like, params)
+    updates, state = update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    sparsity.append(pruning.sparsity_report(params)["sparsity"])
+  assert sparsity[3] < 0.45  # mid-ramp at batch 4 (the ramp ends at batch 8, not at 4)
+  assert sparsity[7] == pytest.approx(0.5, abs=0.01) and sparsity[-1] == sparsity[7]
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("sparsity", 1.0, r"sparsity must be in \[0, 1\)"),
     ("sparsity", -0.1, r"sparsity must be in \[0, 1\)"),

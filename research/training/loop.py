@@ -124,11 +124,15 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
       best_mode=tc.best_mode or task.default_mode)
 
 
+def _init_inputs(exp: Experiment) -> tuple[jax.Array, jax.Array]:
+  """(init key, one train example): what the state is created from."""
+  return jax.random.key(exp.config.seed), jnp.asarray(exp.dataset.splits["train"].inputs[:1])
+
+
 def state_sharding(exp: Experiment) -> Any:
   """Where each array of the train state lives: the model's logical axis names through
   `config.mesh.rules` (replicated where a model names none)."""
-  sample = jnp.asarray(exp.dataset.splits["train"].inputs[:1])
-  rng = jax.random.key(exp.config.seed)
+  rng, sample = _init_inputs(exp)
   abstract = jax.eval_shape(lambda: exp.task.create_state(rng, sample, exp.tx))
   boxed = jax.eval_shape(exp.task.init_variables, rng, sample)
   return mesh_lib.state_shardings(abstract, boxed, exp.mesh, exp.rules)
@@ -136,13 +140,9 @@ def state_sharding(exp: Experiment) -> Any:
 
 def init_state(exp: Experiment) -> tasks.TrainState:
   """Parameters from `config.seed`, created directly in their shardings over the mesh."""
-  sample = exp.dataset.splits["train"].inputs[:1]
-  rng = jax.random.key(exp.config.seed)
-
-  def create():
-    return exp.task.create_state(rng, jnp.asarray(sample), exp.tx)
-
-  return jax.jit(create, out_shardings=state_sharding(exp))()
+  rng, sample = _init_inputs(exp)
+  return jax.jit(lambda: exp.task.create_state(rng, sample, exp.tx),
+                 out_shardings=state_sharding(exp))()
 
 
 def _eval_batch_size(exp: Experiment, split_size: int) -> int:
@@ -329,10 +329,8 @@ def _train_and_evaluate(exp: Experiment, config: ml_collections.ConfigDict, work
                         overwrite: bool, test: bool,
                         on_eval: EvalCallback | None) -> dict[str, Any]:
   """`train_and_evaluate` once the workdir is locked for this run."""
-  if jax.process_index() == 0:
+  if jax.process_index() == 0:  # every process has checked it; process 0 writes its files
     workdir_lib.prepare(workdir, config, overwrite)
-  else:  # the others only check: process 0 writes every file of the workdir
-    workdir_lib.check(workdir, config, overwrite)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("workdir prepared")
   if exp.dataset.metadata and jax.process_index() == 0:

@@ -175,7 +175,9 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
     # momentum, RMSProp and friends; AdamW above has its own decoupled decay.
     parts.append(optax.add_decayed_weights(wd, mask=_weight_decay_mask))
   parts.append(tx)
-  return maybe_prune(opt, total_steps,
+  # Pruning wraps the accumulation, so it is called once per batch: its ramp (a fraction of
+  # training, or a step) is in batches, while `total_steps` counts optimizer updates.
+  return maybe_prune(opt, total_steps * accumulation_steps(opt),
                      accumulate(opt, parameter_groups(opt, optax.chain(*parts))))
 
 

@@ -45,7 +45,7 @@ def default_prune_config() -> ml_collections.ConfigDict:
 
 
 class PruneState(NamedTuple):
-  count: jax.Array  # optimizer updates so far
+  count: jax.Array  # calls so far: batches (with gradient accumulation, k per update)
   masks: Any        # bool per prunable weight; a () placeholder for the others
 
 

@@ -131,6 +131,21 @@ def test_dcgan_rejects_bad_image_shapes(shape):
     DCGAN(num_outputs=1, image_shape=shape)
 
 
+@pytest.mark.parametrize("field,value", [("project_width", -1), ("refine_kernel", 2.5)])
+def test_dcgan_rejects_bad_generator_options(field, value):
+  with pytest.raises(ConfigError, match=f"config.model.{field} must be an integer >= 0"):
+    DCGAN(num_outputs=1, **{field: value})
+
+
+def test_refine_kernel_adds_a_width_halving_stride_one_conv():
+  model = DCGAN(num_outputs=1, latent_dim=8, base_width=4, project_width=32, refine_kernel=5)
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, 28, 28, 1)))["params"]
+  generator = params["generator"]
+  assert generator["project"]["kernel"].shape == (8, 7 * 7 * 32)
+  assert generator["refine"]["kernel"].shape == (5, 5, 32, 16)
+  assert generator["deconv1"]["kernel"].shape == (4, 4, 16, 8)
+
+
 # -- the two-player step ---------------------------------------------------------------
 
 

@@ -88,7 +88,8 @@ def main(config_overrides: list[tuple[str, str]]) -> int:
         _CONFIG.value, _SWEEP_DIR.value, params=_PARAM.value, config_overrides=config_overrides,
         sampler=_SAMPLER.value, pruner=_PRUNER.value, metric=_METRIC.value, mode=_MODE.value,
         num_trials=_NUM_TRIALS.value, seed=_SEED.value, workers=_WORKERS.value,
-        executor=_EXECUTOR.value, devices_per_worker=_DEVICES.value, slurm=slurm)
+        executor=_EXECUTOR.value, devices_per_worker=_DEVICES.value, slurm=slurm,
+        prefork=True)
   except UserError as e:
     return report_error(str(e))
   print(f"\nTrials ({_SWEEP_DIR.value}/trials.md; {summary['states']}):")

@@ -138,6 +138,9 @@ def test_random_sweep_from_the_command_line(tmp_path):
   done = trials(sweep_dir)
   assert [t.state for t in done] == [TrialState.COMPLETE] * 4
   assert {t.user_attrs["worker"] for t in done} == {"0", "1"}  # both workers took trials
+  for label in ("0", "1"):  # the command line forks its workers instead of starting Pythons
+    log = (sweep_dir / "logs" / f"worker_{label}.log").read_text()
+    assert log.startswith(f"worker {label}: forked from the launcher"), log[:300]
   assert all(t.last_step == 10 for t in done)  # the fixed --config override applied
   assert_outputs(sweep_dir, ["optimizer.learning_rate", "train.batch_size"])
   assert "optimizer.name" not in done[0].params  # --param flags replace the module's space
@@ -167,6 +170,37 @@ def test_the_slurm_executor_runs_the_same_workers_through_submitit(tmp_path):
   assert summary["states"]["COMPLETE"] == 1
   (trial,) = trials(tmp_path / "slurm")
   assert trial.user_attrs["worker"] == "0" and (tmp_path / "slurm" / "slurm").is_dir()
+
+
+def test_pre_forked_workers_run_their_orders_or_leave_when_dismissed(tmp_path):
+  # In a fresh Python (this test process runs JAX, where forking is refused, as below).
+  script = textwrap.dedent(f"""
+      import json, os
+      from research.sweep import executors
+      pool = executors.Prefork(3)
+      idle = list(pool.idle)
+      assert len(idle) == 3
+      # Orders for a sweep dir that holds no study: the worker fails, naming the reason.
+      worker = pool.take().start({str(tmp_path)!r}, "0", 1, None)
+      worker.process.join(60)
+      pool.close()  # the other two were never needed
+      print(json.dumps({{"codes": [w.process.exitcode for w in idle],
+                         "reason": worker.exit_reason()}}))
+  """)
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["codes"] == [1, 0, 0]
+  assert out["reason"].startswith("worker 0 exited with code 1") and "sweep.json" in out["reason"]
+  assert "forked from the launcher" in (tmp_path / "logs" / "worker_0.log").read_text()
+
+
+def test_no_fork_once_jax_runs():
+  import jax
+  jax.devices()  # a live backend has threads a fork would copy mid-flight
+  assert not executors.can_fork()
+  assert executors.Prefork(2).idle == []
 
 
 # ---------------------------------------------------------------------------------------------

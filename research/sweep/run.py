@@ -90,7 +90,7 @@ class _Progress:
             + (f" [best: trial {best.number}, {best.value:.5g}]" if best else ""), flush=True)
 
 
-def execute(p: Plan) -> dict[str, Any]:
+def execute(p: Plan, prefork: executors.Prefork | None = None) -> dict[str, Any]:
   """Runs a planned sweep to its budget (resuming what the sweep dir holds) and reports."""
   os.makedirs(p.sweep_dir, exist_ok=True)
   with study_lib.file_lock(os.path.join(p.sweep_dir, ".lock"), blocking=False) as locked:
@@ -108,7 +108,7 @@ def execute(p: Plan) -> dict[str, Any]:
     interrupted = False
     if done < p.num_trials:
       if p.executor == "local":
-        start = executors.local(p.sweep_dir, p.num_trials, p.devices)
+        start = executors.local(p.sweep_dir, p.num_trials, p.devices, prefork)
       else:
         start = executors.submitit_jobs(p.sweep_dir, p.num_trials, p.devices_per_worker,
                                         p.slurm, p.cluster)
@@ -128,6 +128,23 @@ def execute(p: Plan) -> dict[str, Any]:
   return summary
 
 
-def run_sweep(experiment: str, sweep_dir: str, **kwargs: Any) -> dict[str, Any]:
-  """`plan` then `execute`: the whole sweep, as `python -m launch.sweep` runs it."""
-  return execute(plan(experiment, sweep_dir, **kwargs))
+def run_sweep(experiment: str, sweep_dir: str, prefork: bool = False,
+              **kwargs: Any) -> dict[str, Any]:
+  """`plan` then `execute`: the whole sweep, as `python -m launch.sweep` runs it.
+
+  `prefork` forks the local workers first, before `plan` starts JAX (see
+  `executors.Prefork`); the command line does, a caller that already runs JAX need not.
+  """
+  workers = kwargs.get("workers", 1)
+  local = kwargs.get("executor", "local") == "local"
+  if prefork and local and isinstance(workers, int) and workers >= 1:
+    from research.sweep import worker
+    worker.warm_up()
+    forked = executors.Prefork(workers)
+  else:
+    forked = None
+  try:
+    return execute(plan(experiment, sweep_dir, **kwargs), forked)
+  finally:
+    if forked is not None:
+      forked.close()

@@ -1,10 +1,11 @@
 """A sweep worker: one process that pulls trials from the study until the budget is spent.
 
-Local workers are `python -m research.sweep.worker SWEEP_DIR --worker=I --num_trials=N`
-subprocesses; SLURM workers run `run_worker` through submitit. Either way the worker keeps
-JAX, the data and compiled functions warm across its trials, and shares one persistent
-compilation cache (`SWEEP_DIR/jax_cache`) with the others, so a trial whose shapes and
-constants were seen before does not compile again.
+The command line forks its local workers from the launcher (`executors.Prefork`, which then
+calls `run_worker`); a replacement worker is a `python -m research.sweep.worker SWEEP_DIR
+--worker=I --num_trials=N` subprocess, and SLURM workers run `run_worker` through submitit.
+Either way the worker keeps JAX, the data and compiled functions warm across its trials, and
+shares one persistent compilation cache (`SWEEP_DIR/jax_cache`) with the others, so a trial
+whose shapes and constants were seen before does not compile again.
 
 SIGTERM (the launcher stopping the sweep, SLURM preemption) lets the running trial save a
 checkpoint and be recorded as interrupted; SIGINT is left to the launcher.
@@ -40,7 +41,7 @@ def _configure_jax(sweep_dir: str) -> None:
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
-def _exit_with_parent() -> None:
+def exit_with_parent() -> None:
   """A local worker whose launcher died (kill -9) stops too, saving its trial's checkpoint."""
   parent = os.getppid()
 
@@ -55,6 +56,9 @@ def _exit_with_parent() -> None:
 def warm_up() -> None:
   """Imports what every trial needs, so that the first trial does not pay for it."""
   import optuna  # noqa: F401
+  # SQLAlchemy, the study tables and alembic: ~0.5 s that opening the SQLite study would pay.
+  import alembic.command, alembic.migration, alembic.script  # noqa: F401,E401
+  import optuna.storages._rdb.models  # noqa: F401
   from research.training import loop, writers  # noqa: F401  (JAX, Flax, orbax, data registry)
   writers.import_tensorboardx()
 
@@ -106,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--num_trials", type=int, required=True)
   args = parser.parse_args(argv)
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
-  _exit_with_parent()
+  exit_with_parent()
   run_worker(args.sweep_dir, args.worker, args.num_trials)
   sys.stdout.flush()
   sys.stderr.flush()

@@ -23,9 +23,9 @@ import pytest
 from launch.overrides import load_config
 from research.errors import ConfigError
 from research.models.gpt import GPT
-from research.training import batching, distributed, loop, mesh as mesh_lib
+from research.training import accumulation, batching, distributed, loop, mesh as mesh_lib
 from research.training.transfer import path_name
-from research.training.optimizers import accumulation_steps, make_optimizer
+from research.training.optimizers import make_optimizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -107,10 +107,66 @@ def test_accumulation_bad_values_are_config_errors():
   with pytest.raises(ConfigError, match="config.optimizer.accumulate_steps must be an integer"):
     make_optimizer(opt, _digits_mlp().schedule, 10)
   with pytest.raises(ConfigError, match="accumulate_steps must be an integer >= 1, got 2.5"):
-    accumulation_steps(ml_collections.ConfigDict({"accumulate_steps": 2.5}))
+    accumulation.from_config(ml_collections.ConfigDict({"accumulate_steps": 2.5}))
   config = _digits_mlp(**{"optimizer.accumulate_steps": 4, "train.num_steps": 10})
-  with pytest.raises(ConfigError, match="num_steps=10 is not a multiple of .*accumulate_steps=4"):
+  with pytest.raises(ConfigError, match="accumulate_steps: batches 0-9 accumulate 4 per update, "
+                     "but 10 is not a multiple of 4"):
     loop.build(config)
+
+
+# -- batch-size ramp (accumulation that grows) ---------------------------------------------
+
+RAMP = "0:1,4:2,8:4"  # batches 0-3 one per update, 4-7 two, then four
+
+
+def test_ramp_counts_updates_and_batches_both_ways():
+  ramp = accumulation.from_config(ml_collections.ConfigDict({"accumulate_ramp": RAMP}))
+  assert (ramp.starts, ramp.ks, ramp.group, ramp.max_k) == ((0, 4, 8), (1, 2, 4), 4, 4)
+  assert [ramp.updates_at(b) for b in (0, 3, 4, 6, 8, 12, 16, 20)] == [0, 3, 4, 5, 6, 7, 8, 9]
+  for updates in range(12):
+    assert ramp.updates_at(ramp.batches_for(updates)) == updates
+  assert [int(ramp.every_k(jnp.asarray(u))) for u in range(9)] == [1, 1, 1, 1, 2, 2, 4, 4, 4]
+
+
+def test_a_batch_size_ramp_is_sgd_on_growing_batches(tmp_path):
+  """16 batches of 16 under the ramp = textbook SGD on batches of 16 x4, 32 x2, 64 x2."""
+  config = _digits_mlp(**{"train.batch_size": 16, "optimizer.accumulate_ramp": RAMP,
+                          "train.num_steps": 16, "train.eval_every_steps": 16})
+  loop.train_and_evaluate(config, str(tmp_path), test=False)
+  trained, step = params_of(config, str(tmp_path))
+  assert step == 16
+  exp = loop.build(config)
+  split = exp.dataset.splits["train"]
+  order = batching.EpochOrder(len(split), 16, config.seed, group=4)  # the loop's data order
+  loss_and_grad = jax.jit(jax.value_and_grad(
+      lambda p, batch: exp.task.loss_and_sums(p, {}, batch, jax.random.key(0))[0]))
+  params, batch = loop.init_state(exp).params, 0
+  for k in [1] * 4 + [2] * 2 + [4] * 2:
+    idx = np.concatenate([order.indices(b) for b in range(batch, batch + k)])
+    _, grads = loss_and_grad(params, {"inputs": split.inputs[idx],
+                                      "labels": split.labels[idx], "index": idx})
+    params = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
+    batch += k
+  assert_trees_close(trained, params)
+  _, state, _ = loop.restore_state(config, str(tmp_path))
+  assert int(state.opt_state.gradient_step) == 8  # MultiSteps counted the 8 updates
+
+
+@pytest.mark.parametrize("fields, needle", [
+    ({"optimizer.accumulate_ramp": "0:1,4"}, "'4' is not BATCH:K"),
+    ({"optimizer.accumulate_ramp": "2:1,4:2"}, "must start at batch 0, not 2"),
+    ({"optimizer.accumulate_ramp": "0:1,4:2,4:4"}, "must increase strictly"),
+    ({"optimizer.accumulate_ramp": "0:1,4:0"}, "every K must be an integer >= 1"),
+    ({"optimizer.accumulate_ramp": RAMP, "optimizer.accumulate_steps": 2}, "keep one"),
+    ({"optimizer.accumulate_ramp": "0:2,5:4"}, "batches 0-4 accumulate 2 per update, but 5"),
+    ({"optimizer.accumulate_ramp": RAMP, "train.num_steps": 14},
+     "batches 8-13 accumulate 4 per update, but 6 is not a multiple of 4"),
+])
+def test_bad_ramps_are_config_errors(fields, needle):
+  config = _digits_mlp(**{"train.num_steps": 16, **fields})
+  with pytest.raises(ConfigError, match="config.optimizer.accumulate_") as error:
+    loop.build(config)
+  assert needle in str(error.value)
 
 
 # -- remat ------------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from research.data.dataset import Dataset
 from research.errors import CheckpointError, ConfigError, NonFiniteLossError
 from research.training import (batching, checkpoint, mesh as mesh_lib, pruning, steps,
                                transfer, workdir as workdir_lib)
-from research.training.optimizers import accumulation_steps, make_optimizer, make_schedule
+from research.training import accumulation as accumulation_lib
+from research.training.optimizers import make_optimizer, make_schedule
 from research.training.writers import MetricWriter, Progress, atomic_write_json
 
 
@@ -58,7 +59,7 @@ class Experiment:
   schedule: optax.Schedule
   mesh: jax.sharding.Mesh
   rules: tuple[tuple[str, Any], ...]  # logical axis -> mesh axis (config.mesh.rules)
-  accumulate_steps: int  # batches per optimizer update (config.optimizer.accumulate_steps)
+  accumulation: accumulation_lib.Accumulation  # batches per optimizer update, by batch
   total_steps: int
   steps_per_epoch: int
   eval_every: int
@@ -79,20 +80,22 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
                       f"{n_data} devices of the batch axes (config.mesh data x fsdp = "
                       f"{mesh.shape['data']} x {mesh.shape['fsdp']}); use a multiple of "
                       f"{n_data}.")
-  k = accumulation_steps(config.optimizer)
-  if tc.num_steps % k:
-    raise ConfigError(f"config.train.num_steps={tc.num_steps} is not a multiple of "
-                      f"config.optimizer.accumulate_steps={k}: the last update would be "
-                      "incomplete; use a multiple.")
+  accumulation = accumulation_lib.from_config(config.optimizer)
+  if tc.num_steps:
+    accumulation.check_total(tc.num_steps)
   dataset = load_dataset(config.dataset)
   transfer.check_vocabulary(config.init_from, dataset.metadata)
   train_size = len(dataset.splits["train"])
-  if tc.batch_size * k > train_size:
-    raise ConfigError(f"config.train.batch_size={tc.batch_size} x config.optimizer."
-                      f"accumulate_steps={k} is larger than the train split of {dataset.name} "
-                      f"({train_size} examples); use at most {train_size} examples per update.")
-  steps_per_epoch = train_size // (tc.batch_size * k) * k  # whole updates per epoch
-  total = tc.num_steps or max(1, math.ceil(tc.num_epochs * steps_per_epoch / k)) * k
+  group = accumulation.group  # k; for a ramp, the least common multiple of its ks
+  if tc.batch_size * group > train_size:
+    raise ConfigError(f"config.train.batch_size={tc.batch_size} x {group} batches per update "
+                      "(config.optimizer.accumulate_steps or accumulate_ramp) is larger than the "
+                      f"train split of {dataset.name} ({train_size} examples); use at most "
+                      f"{train_size} examples per update.")
+  # Whole updates per epoch, in every phase of a ramp: an update never spans two epochs.
+  steps_per_epoch = train_size // (tc.batch_size * group) * group
+  total = tc.num_steps or max(1, math.ceil(tc.num_epochs * steps_per_epoch / group)) * group
+  accumulation.check_total(total)
   task_cls = tasks.TASKS.get(config.task.name, "config.task.name")
   labels = dataset.splits["train"].labels
   target_dim = labels.shape[1] if labels.ndim == 2 else 1
@@ -108,7 +111,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
       data_fields=dataset.model_fields)
   task = task_cls(config, model, dataset.num_classes)
   # Schedules count optimizer updates (optax.MultiSteps advances them every k batches).
-  tx = make_optimizer(config.optimizer, config.schedule, total // k)
+  updates = accumulation.updates_at(total)
+  tx = make_optimizer(config.optimizer, config.schedule, updates)
   best_metric = tc.best_metric or task.default_metric
   if best_metric not in task.metric_names():
     raise ConfigError(f"config.train.best_metric={best_metric!r} is not a validation metric of "
@@ -116,8 +120,8 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   eval_every = tc.eval_every_steps or steps_per_epoch
   return Experiment(
       config=config, dataset=dataset, task=task, tx=tx, mesh=mesh, rules=rules,
-      accumulate_steps=k,
-      schedule=make_schedule(config.optimizer, config.schedule, total // k), total_steps=total,
+      accumulation=accumulation,
+      schedule=make_schedule(config.optimizer, config.schedule, updates), total_steps=total,
       steps_per_epoch=steps_per_epoch, eval_every=eval_every,
       checkpoint_every=tc.checkpoint_every_steps or eval_every,
       best_metric=best_metric,
@@ -243,7 +247,7 @@ class _Run:
     self.workdir = workdir
     self.writer = MetricWriter(workdir, resume_step=self.step)
     self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size,
-                                     exp.config.seed, group=exp.accumulate_steps)
+                                     exp.config.seed, group=exp.accumulation.group)
     self.train_chunk = steps.make_train_chunk(exp.task, exp.mesh, _shardings(self.state))
     self.window_epoch = -1
     self.evaluate_split = Evaluator(exp, self.device_splits)
@@ -274,7 +278,7 @@ class _Run:
                                              if k in ("loss", "accuracy")})
     self.writer.write(self.step, "train", {**metrics, **rates,
                                            "learning_rate": float(self.exp.schedule(
-                                               self.step // self.exp.accumulate_steps))})
+                                               self.exp.accumulation.updates_at(self.step)))})
 
   def validate(self) -> dict[str, Any]:
     """Evaluates, keeps the best checkpoint, and decides on early stopping."""

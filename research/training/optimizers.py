@@ -19,6 +19,7 @@ import ml_collections
 import optax
 
 from research.errors import ConfigError
+from research.training import accumulation as accumulation_lib
 from research.training.pruning import default_prune_config, maybe_prune
 from research.training.transfer import parameter_groups
 from research.registry import unknown_name_message
@@ -48,6 +49,9 @@ def default_optimizer_config() -> ml_collections.ConfigDict:
       # Gradient accumulation (optax.MultiSteps): the mean gradient of this many consecutive
       # batches of train.batch_size makes one update; train.num_steps counts batches.
       accumulate_steps=1,
+      # A batch-size ramp instead: "BATCH:K,..." (e.g. "0:1,2000:2,6000:4": from batch 2000
+      # on, 2 batches per update); see research/training/accumulation.py.
+      accumulate_ramp="",
       # Magnitude pruning (research/training/pruning.py); sparsity 0 = off.
       prune=default_prune_config()))
 
@@ -177,26 +181,11 @@ def make_optimizer(opt: ml_collections.ConfigDict, sched: ml_collections.ConfigD
   parts.append(tx)
   # Pruning wraps the accumulation, so it is called once per batch: its ramp (a fraction of
   # training, or a step) is in batches, while `total_steps` counts optimizer updates.
-  return maybe_prune(opt, total_steps * accumulation_steps(opt),
-                     accumulate(opt, parameter_groups(opt, optax.chain(*parts))))
-
-
-def accumulate(opt: ml_collections.ConfigDict,
-               tx: optax.GradientTransformation) -> optax.GradientTransformation:
-  """`tx` applied once every `opt.accumulate_steps` calls to the mean of their gradients.
-
-  Outermost but for pruning (whose schedule counts batches), so clipping and weight decay see
-  the accumulated gradient, as with one big batch.
-  """
-  k = accumulation_steps(opt)
-  return tx if k == 1 else optax.MultiSteps(tx, every_k_schedule=k).gradient_transformation()
-
-
-def accumulation_steps(opt: ml_collections.ConfigDict) -> int:
-  k = opt.get("accumulate_steps", 1)
-  if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-    raise ConfigError(f"config.optimizer.accumulate_steps must be an integer >= 1, got {k!r}.")
-  return k
+  # Accumulation (optax.MultiSteps) is outermost but for pruning, so clipping and weight
+  # decay see the accumulated gradient, as with one big batch.
+  accumulation = accumulation_lib.from_config(opt)
+  return maybe_prune(opt, accumulation.batches_for(total_steps),
+                     accumulation.wrap(parameter_groups(opt, optax.chain(*parts))))
 
 
 def penalty(params: Any, l1: float, l2: float) -> jax.Array:

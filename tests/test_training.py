@@ -75,6 +75,30 @@ def test_eval_blocks_cover_each_example_once():
 
 # -- the compiled step -----------------------------------------------------------------
 
+def test_train_logs_are_written_one_interval_late_but_all_in_order(tmp_path, monkeypatch):
+  """The host never waits at a log boundary: interval i's record is written at i + 1."""
+  written_at = {}
+  flush = loop._Run.flush_train_log  # pylint: disable=protected-access
+
+  def spy(run):
+    if run.pending_log is not None:
+      written_at[run.pending_log[0]] = run.step
+    flush(run)
+
+  monkeypatch.setattr(loop._Run, "flush_train_log", spy)  # pylint: disable=protected-access
+  config = tiny_digits(mlp=True, steps_per_dispatch=1, log_every_steps=2, eval_every_steps=12,
+                       checkpoint_every_steps=12)
+  config.train.num_steps = 12
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir, test=False)
+  # Steps 2..10 are written two steps later; 12 is written before its evaluation.
+  assert written_at == {2: 4, 4: 6, 6: 8, 8: 10, 10: 12, 12: 12}
+  records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  assert [(r["step"], r["split"]) for r in records] == (
+      [(s, "train") for s in range(2, 13, 2)] + [(12, "validation")])
+  assert all(np.isfinite(r["loss"]) and r["steps_per_s"] > 0 for r in records[:6])
+
+
 def test_several_steps_per_dispatch_equal_one_step_per_dispatch(tmp_path):
   one = tiny_digits(mlp=True, steps_per_dispatch=1)
   four = tiny_digits(mlp=True, steps_per_dispatch=4)

@@ -257,6 +257,7 @@ class _Run:
         _example_batch(exp, tc.batch_size)))
     self.totals = steps.init_totals(self.metric_names, self.exp.mesh)
     self.progress = Progress(exp.total_steps, self.step, tc.batch_size)
+    self.pending_log: tuple[int, steps.Totals] | None = None  # fetched at the next boundary
 
   def train_until(self, end: int) -> None:
     epoch = self.step // self.order.steps_per_epoch
@@ -272,17 +273,38 @@ class _Run:
     self.progress.update(self.step)
 
   def log_train(self) -> None:
-    metrics = _fetch_train_metrics(self.totals, self.step)
+    """Starts copying this interval's metrics to the host and writes the previous interval's.
+
+    The host never waits for the device at a log boundary: by the next one, the copy is
+    done. Evaluation, checkpoints and the end wait for the device anyway, and write the
+    pending record first (`flush_train_log`), so metrics.jsonl keeps its order.
+    """
+    finished = self.totals
     self.totals = steps.init_totals(self.metric_names, self.exp.mesh)
-    rates = self.progress.update(self.step, {k: v for k, v in metrics.items()
-                                             if k in ("loss", "accuracy")})
-    self.writer.write(self.step, "train", {**metrics, **rates,
-                                           "learning_rate": float(self.exp.schedule(
-                                               self.exp.accumulation.updates_at(self.step)))})
+    for leaf in jax.tree.leaves(finished):
+      leaf.copy_to_host_async()
+    self.flush_train_log()
+    self.pending_log = (self.step, finished)
+
+  def flush_train_log(self) -> None:
+    """Writes the pending train record; raises if its interval had a non-finite loss."""
+    if self.pending_log is None:
+      return
+    step, totals = self.pending_log
+    self.pending_log = None
+    metrics = _fetch_train_metrics(totals, step)
+    # Rates between two flushes: each flush waits for its interval's last step, so they
+    # are device rates, not dispatch rates.
+    rates = self.progress.update(step, {k: v for k, v in metrics.items()
+                                        if k in ("loss", "accuracy")})
+    self.writer.write(step, "train", {**metrics, **rates,
+                                      "learning_rate": float(self.exp.schedule(
+                                          self.exp.accumulation.updates_at(step)))})
 
   def validate(self) -> dict[str, Any]:
     """Evaluates, keeps the best checkpoint, and decides on early stopping."""
     exp, tc, meta = self.exp, self.exp.config.train, self.meta
+    self.flush_train_log()
     val = self.evaluate_split(self.state, "validation")
     self.writer.write(self.step, "validation", val)
     exp.task.on_evaluation(self.state, self.step, self.workdir, self.writer)
@@ -303,6 +325,7 @@ class _Run:
 
   def save(self) -> None:
     """Never saves parameters that a non-finite loss has touched."""
+    self.flush_train_log()
     _raise_if_nonfinite(self.totals, self.step)
     self.ckpt.save(self.step, self.state, self.meta)
 

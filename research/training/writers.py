@@ -128,7 +128,7 @@ class Progress:
   def update(self, step: int, values: Mapping[str, float] | None = None) -> dict[str, float]:
     """Advances to `step`; with `values` (a log interval) also reports rates."""
     now = time.perf_counter()
-    if self._bar is not None:
+    if self._bar is not None and step > self._bar.n:  # a deferred log line may trail the bar
       self._bar.update(step - self._bar.n)
     if values is None:
       return {}

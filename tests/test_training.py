@@ -338,6 +338,19 @@ def test_workdir_config_compare_tolerates_schema_growth_at_defaults():
   assert "config.model.width: 4 -> '<absent>'" in config_differences(old, new)
 
 
+def test_how_a_run_executes_is_not_a_config_difference():
+  from research.config import base_config
+  from research.training.workdir import config_differences, config_to_dict
+  old = config_to_dict(base_config())
+  new = json.loads(json.dumps(old))
+  new["train"]["steps_per_dispatch"] = 8  # same numbers (tested above), faster
+  new["mesh"]["data"] = 2
+  assert config_differences(old, new) == []
+  new["train"]["batch_size"] = 7
+  assert config_differences(old, new) == [
+      f"config.train.batch_size: {old['train']['batch_size']!r} -> 7"]
+
+
 def test_a_workdir_being_trained_is_refused_to_a_second_run(tmp_path):
   """The same workdir trained twice at once would interleave checkpoints: refused, naming
   the PID that holds it; free again once that run ends."""

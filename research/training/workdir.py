@@ -58,10 +58,14 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     present = a[k] if k in a else b[k]
     return k not in defaults or defaults[k] != present
 
-  # config.mesh is where arrays live, not what is computed: a run may resume on another
-  # device layout or process count (orbax reshards the checkpoint).
   return [f"config.{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
-          for k in sorted(set(a) | set(b)) if differs(k) and not k.startswith("mesh.")]
+          for k in sorted(set(a) | set(b)) if differs(k) and not k.startswith(EXECUTION_ONLY)]
+
+
+# How a run is executed, not what it computes, so a run may resume with other values:
+# config.mesh is where arrays live (orbax reshards the checkpoint to another device layout
+# or process count), and steps per dispatch give the same numbers (tested) at another speed.
+EXECUTION_ONLY = ("mesh.", "train.steps_per_dispatch")
 
 
 def with_defaults(saved: dict[str, Any]) -> ml_collections.ConfigDict:

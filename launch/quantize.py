@@ -1,6 +1,6 @@
 r"""Post-training int8 quantisation of a trained workdir, with accuracy before and after.
 
-  python -m launch.quantize --workdir=runs/reproduce/fashion_mnist_cnn/seed_0 [--best]
+  python -m launch.quantize --workdir=runs/reproduce/fashion_mnist_cnn/seed_0 [--best] [--bits=4]
 
 Writes WORKDIR/quantized/params_int8.npz (int8 kernels, one float32 scale per output channel,
 float32 biases), params_float32.npz (the float baseline) and quantization.json (validation
@@ -18,6 +18,9 @@ from launch.cli import QuietLibraries, parse_flags, report_error
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir that launch.main trained.")
 _BEST = flags.DEFINE_bool("best", False, "Quantise the best checkpoint instead of the newest.")
+_BITS = flags.DEFINE_integer("bits", 8, "Bits per weight, 2-8 (stored one per int8 byte); "
+                             "below 8, fine-tune with config.qat.bits first (research/compress/"
+                             "qat.py).")
 
 
 def main(argv) -> int:
@@ -28,7 +31,7 @@ def main(argv) -> int:
   from research.compress.workdir import quantize_workdir, summary
   from research.errors import UserError
   try:
-    report = quantize_workdir(_WORKDIR.value, _BEST.value)
+    report = quantize_workdir(_WORKDIR.value, _BEST.value, _BITS.value)
   except UserError as e:
     return report_error(str(e))
   print(summary(report))

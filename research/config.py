@@ -38,6 +38,7 @@ def default_train_config() -> ml_collections.ConfigDict:
 
 
 def base_config() -> ml_collections.ConfigDict:
+  from research.compress.qat import default_qat_config
   from research.data import default_dataset_config  # the data package owns its schema
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -50,6 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.schedule = default_schedule_config()
   config.train = default_train_config()
   config.precision = "float32"     # 'bfloat16': bf16 compute, fp32 params and optimizer state
+  config.qat = default_qat_config()  # quantisation-aware training (research/compress/qat.py)
   config.mesh = default_mesh_config()  # data / fsdp / model axis sizes, logical axis rules
   return config
 

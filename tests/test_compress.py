@@ -20,8 +20,8 @@ import optax
 import pytest
 
 from launch.overrides import load_config
-from research import models
-from research.compress import quantize as Q
+from research import models, tasks
+from research.compress import qat, quantize as Q
 from research.compress.workdir import quantize_workdir
 from research.config import base_config
 from research.errors import CheckpointError, ConfigError
@@ -257,6 +257,53 @@ def test_quantize_workdir_errors_name_the_workdir(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(CheckpointError, match="has no config.json"):
     quantize_workdir(str(tmp_path / "empty"))
+
+
+# -- quantisation-aware training ------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [8, 4, 2])
+def test_fake_quantization_is_what_quantize_stores_with_straight_through_gradients(bits):
+  params = tree(seed=bits)
+  rounded = qat.fake_quantize(params, bits)
+  stored = Q.dequantize_params(Q.quantize_params(params, bits), params)
+  for path in ("dense1/kernel", "head/kernel", "dense1/bias"):
+    layer, name = path.split("/")
+    np.testing.assert_allclose(rounded[layer][name], stored[layer][name], rtol=1e-6, atol=1e-7)
+  levels = np.unique(np.asarray(Q.quantize_params(params, bits)["head/kernel.q"]))
+  assert levels.min() >= -(2 ** (bits - 1) - 1) and levels.max() <= 2 ** (bits - 1) - 1
+  np.testing.assert_array_equal(rounded["dense1"]["bias"], params["dense1"]["bias"])
+  weights = jnp.asarray(np.random.RandomState(1).randn(12, 20), jnp.float32)
+  grads = jax.grad(lambda p: jnp.sum(qat.fake_quantize(p, bits)["dense1"]["kernel"] * weights))(
+      params)
+  np.testing.assert_array_equal(grads["dense1"]["kernel"], weights)  # identity backward
+
+
+def test_qat_run_evaluates_the_model_that_quantize_writes(tmp_path):
+  config = digits_config(steps=40)
+  config.qat.bits = 3
+  workdir = str(tmp_path / "qat")
+  result = loop.train_and_evaluate(config, workdir)
+  report = quantize_workdir(workdir, bits=3)
+  for split in ("validation", "test"):  # the run's own metrics are its 3-bit model's
+    assert report["int3"][split]["accuracy"] == pytest.approx(result[split]["accuracy"],
+                                                              abs=1e-6)
+  assert result["test"]["accuracy"] > 0.6
+  assert os.path.exists(os.path.join(workdir, "quantized", "params_int3.npz"))
+  assert json.load(open(os.path.join(workdir, "quantized", "quantization_int3.json")))[
+      "bits"] == 3
+
+
+def test_qat_and_bits_bad_values_are_named(tmp_path, teacher):
+  config = digits_config()
+  config.qat.bits = 1
+  with pytest.raises(ConfigError, match=r"config.qat.bits must be 0 \(off\) or an integer in "
+                                        r"\[2, 8\], got 1"):
+    loop.build(config)
+  config.qat.bits, config.task.name = 4, "seq2seq"
+  with pytest.raises(ConfigError, match="not available for task 'seq2seq'"):
+    tasks.TASKS.get("seq2seq", "config.task.name")(config, None, None)
+  with pytest.raises(ConfigError, match="--bits=9: use an integer from 2 to 8"):
+    quantize_workdir(teacher, bits=9)
 
 
 # -- distillation -------------------------------------------------------------------------

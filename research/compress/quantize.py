@@ -1,8 +1,10 @@
-"""Post-training symmetric int8 quantisation of weights, one scale per output channel.
+"""Post-training symmetric quantisation of weights (int8 by default), one scale per channel.
 
 A kernel `w` (Dense: (in, out); Conv: (h, w, in, out); LSTM gates likewise) is stored as
 `q = round(w / s)` in int8 with `s = max|w| / 127` over every axis but the last (the output
-channel), so `|w - q * s| <= s / 2` element-wise. Embedding tables get one scale per row (per
+channel), so `|w - q * s| <= s / 2` element-wise. With `bits` < 8 the same scheme uses
+`qmax = 2**(bits-1) - 1` levels (7 for 4 bits), still stored one value per int8 byte (no
+bit packing: the compressed npz shows what packing would save). Embedding tables get one scale per row (per
 token), the axis they are looked up by. Biases and normalisation parameters stay float32: they
 are a tiny part of the bytes and the most sensitive to rounding. Evaluation runs the model on
 the dequantised float weights (`q * s`): it measures what the rounding costs in accuracy,
@@ -22,7 +24,6 @@ import numpy as np
 from research.errors import CheckpointError
 from research.training.transfer import path_name
 
-INT8_MAX = 127
 # Arrays of the .npz files, by parameter path: 'conv1/kernel.q', '.scale', '.float'.
 QUANTIZED, SCALE, FLOAT = ".q", ".scale", ".float"
 
@@ -39,16 +40,25 @@ def channel_axis(path: str, ndim: int) -> int | None:
   return None
 
 
-def quantize_array(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def levels(bits: int) -> int:
+  """The largest quantised magnitude: 127 for int8, 7 for int4."""
+  if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+    raise ValueError(f"bits must be an integer in [2, 8], got {bits!r}")
+  return 2 ** (bits - 1) - 1
+
+
+def quantize_array(w: np.ndarray, axis: int,
+                   bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
   """(int8 values, float32 scales of shape w.shape[axis]); a channel of zeros gets scale 0."""
+  qmax = levels(bits)
   w = np.asarray(w, np.float32)
   reduce = tuple(a for a in range(w.ndim) if a != axis % w.ndim)
-  scale = np.abs(w).max(axis=reduce) / INT8_MAX
+  scale = (np.abs(w).max(axis=reduce) / np.float32(qmax)).astype(np.float32)
   shape = [1] * w.ndim
   shape[axis] = -1
-  safe = np.where(scale > 0, scale, 1.0).reshape(shape)
-  q = np.clip(np.rint(w / safe), -INT8_MAX, INT8_MAX).astype(np.int8)
-  return q, scale.astype(np.float32)
+  safe = np.where(scale > 0, scale, np.float32(1.0)).reshape(shape)
+  q = np.clip(np.rint(w / safe), -qmax, qmax).astype(np.int8)
+  return q, scale
 
 
 def dequantize_array(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
@@ -57,9 +67,10 @@ def dequantize_array(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
   return q.astype(np.float32) * scale.reshape(shape)
 
 
-def quantize_params(params: Any) -> dict[str, np.ndarray]:
+def quantize_params(params: Any, bits: int = 8) -> dict[str, np.ndarray]:
   """The parameters as flat arrays by path: int8 + scales where `channel_axis` says, else
   float32. What `save` writes and `dequantize_params` reads."""
+  levels(bits)
   arrays = {}
   for path, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(params)):
     name, leaf = path_name(path), np.asarray(leaf)
@@ -67,7 +78,7 @@ def quantize_params(params: Any) -> dict[str, np.ndarray]:
     if axis is None:
       arrays[name + FLOAT] = leaf.astype(np.float32)
     else:
-      arrays[name + QUANTIZED], arrays[name + SCALE] = quantize_array(leaf, axis)
+      arrays[name + QUANTIZED], arrays[name + SCALE] = quantize_array(leaf, axis, bits)
   return arrays
 
 

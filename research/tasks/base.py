@@ -18,7 +18,9 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+from research.compress import qat
 from research.data.augment import make_augment
+from research.errors import ConfigError
 from research.training.optimizers import penalty
 
 Batch = dict[str, jax.Array]
@@ -51,6 +53,9 @@ class Task(abc.ABC):
   Metric sums always include 'count' (examples in the batch); the trainer divides.
   """
 
+  # Runs its model through `apply`, where quantisation-aware training rounds the weights.
+  supports_qat = True
+
   def __init__(self, config: ml_collections.ConfigDict, model: nn.Module,
                num_classes: int | None):
     self.config = config
@@ -58,6 +63,10 @@ class Task(abc.ABC):
     self.num_classes = num_classes
     self.l1 = float(config.optimizer.get("l1", 0.0))
     self.l2 = float(config.optimizer.get("l2", 0.0))
+    self.qat_bits = qat.qat_bits(config)
+    if self.qat_bits and not self.supports_qat:
+      raise ConfigError(f"config.qat.bits={self.qat_bits}: quantisation-aware training is not "
+                        f"available for task {config.task.name!r}; set config.qat.bits=0.")
     self.augment = make_augment(config.get("augment"))
 
   # -- model plumbing ---------------------------------------------------------------
@@ -82,6 +91,8 @@ class Task(abc.ABC):
             train: bool, **model_kwargs: Any) -> tuple[jax.Array, Any]:
     """Runs the model; returns (outputs, updated model_state). `model_kwargs` go to the
     model's `__call__` (e.g. the positions a masked-LM head scores)."""
+    if self.qat_bits:
+      params = qat.fake_quantize(params, self.qat_bits)
     variables = {"params": params, **(model_state or {})}
     mutable = list(model_state) if (train and model_state) else False
     rngs = {"dropout": rng} if rng is not None else {}

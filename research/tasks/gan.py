@@ -75,6 +75,7 @@ class GAN(Task):
   classifier_best, num_samples (sample-grid size), sample_seed."""
 
   default_mode = "min"
+  supports_qat = False  # two players, each applied outside Task.apply
 
   def __init__(self, config: ml_collections.ConfigDict, model: Any, num_classes: int | None):
     super().__init__(config, model, num_classes)

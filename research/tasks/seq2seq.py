@@ -42,6 +42,7 @@ def shift_right(labels: jax.Array) -> jax.Array:
 class Seq2Seq(Task):
   default_metric = "bleu"
   default_mode = "max"
+  supports_qat = False  # teacher forcing and decoding apply the model outside Task.apply
 
   def __init__(self, config, model, num_classes):
     super().__init__(config, model, num_classes)

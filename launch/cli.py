@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging as pylogging
 import sys
+from typing import Callable
 
-from absl import flags
+from absl import app, flags, logging
 
 EXIT_BAD_INPUT = 2
 EXIT_PREEMPTED = 143  # 128 + SIGTERM, after a clean checkpoint
@@ -44,3 +45,23 @@ def parse_flags(argv: list[str], program: str) -> list[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     sys.exit(report_error(f"{e} (`python -m {program} --helpshort` lists the flags)"))
+
+
+def run_command(main: Callable[[], int], program: str) -> None:
+  """Runs a command's `main()` under absl, the way every workdir command needs it.
+
+  A bad flag, and any UserError that `main` raises, end as one `error:` line with exit code
+  2; the INFO chatter of orbax and JAX is filtered out. `main` returns the exit code.
+  """
+
+  def body(argv: list[str]) -> None:
+    del argv
+    logging.get_absl_handler().addFilter(QuietLibraries())
+    from research.errors import UserError  # after the flags: it imports JAX
+    try:
+      code = main()
+    except UserError as e:
+      code = report_error(str(e))
+    sys.exit(code)
+
+  app.run(body, flags_parser=lambda argv: parse_flags(argv, program))

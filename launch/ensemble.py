@@ -11,11 +11,10 @@ one `error:` line and exit 2.
 
 from __future__ import annotations
 
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from launch.cli import QuietLibraries, parse_flags, report_error
+from launch.cli import report_error, run_command
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Comma-separated workdirs of trained runs (>= 2).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["validation", "test"], "The split to evaluate.")
@@ -23,19 +22,13 @@ _BEST = flags.DEFINE_bool("best", True, "Each run's best checkpoint (else its ne
 _OUTPUT = flags.DEFINE_string("output", "", "Write the metrics as JSON to this file.")
 
 
-def main(argv) -> int:
-  del argv
-  logging.get_absl_handler().addFilter(QuietLibraries())
+def main() -> int:
   if not _WORKDIRS.value:
     return report_error("--workdirs missing: pass two or more trained workdirs, comma-separated.")
-  from research.errors import UserError
   from research.report.table import markdown_table
   from research.training.ensemble import evaluate_ensemble
   from research.training.writers import atomic_write_json
-  try:
-    result = evaluate_ensemble(_WORKDIRS.value, _SPLIT.value, _BEST.value)
-  except UserError as e:
-    return report_error(str(e))
+  result = evaluate_ensemble(_WORKDIRS.value, _SPLIT.value, _BEST.value)
   names = [k for k in result["ensemble"] if k != "loss"][:5] + ["loss"]
   rows = [[m["workdir"]] + [f"{m['metrics'][k]:.4f}" for k in names] for m in result["members"]]
   means = {k: sum(m["metrics"][k] for m in result["members"]) / len(rows) for k in names}
@@ -50,8 +43,7 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)),
-          flags_parser=lambda argv: parse_flags(argv, "launch.ensemble"))
+  run_command(main, "launch.ensemble")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ The checkpoints are only read. A bad flag or workdir ends with one `error:` line
 
 from __future__ import annotations
 
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from launch.cli import QuietLibraries, parse_flags, report_error
+from launch.cli import report_error, run_command
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir that launch.main trained.")
 _BEST = flags.DEFINE_bool("best", False, "Quantise the best checkpoint instead of the newest.")
@@ -23,24 +22,16 @@ _BITS = flags.DEFINE_integer("bits", 8, "Bits per weight, 2-8 (stored one per in
                              "qat.py).")
 
 
-def main(argv) -> int:
-  del argv
-  logging.get_absl_handler().addFilter(QuietLibraries())
+def main() -> int:
   if not _WORKDIR.value:
     return report_error("--workdir missing: pass the workdir of a trained run.")
   from research.compress.workdir import quantize_workdir, summary
-  from research.errors import UserError
-  try:
-    report = quantize_workdir(_WORKDIR.value, _BEST.value, _BITS.value)
-  except UserError as e:
-    return report_error(str(e))
-  print(summary(report))
+  print(summary(quantize_workdir(_WORKDIR.value, _BEST.value, _BITS.value)))
   return 0
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)),
-          flags_parser=lambda argv: parse_flags(argv, "launch.quantize"))
+  run_command(main, "launch.quantize")
 
 
 if __name__ == "__main__":

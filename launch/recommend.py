@@ -14,13 +14,11 @@ popularity. Writes nothing; a bad flag, workdir or user id ends with one `error:
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import flags
 
-from launch.cli import QuietLibraries, parse_flags, report_error
+from launch.cli import report_error, run_command
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A recommender workdir that launch.main trained.")
 _USER = flags.DEFINE_integer("user", None, "The user id to recommend for (upstream id).")
@@ -127,27 +125,21 @@ def popularity_comparison(exp: Any, state: Any) -> list[list[Any]]:
   return rows
 
 
-def main(argv) -> int:
-  del argv
-  logging.get_absl_handler().addFilter(QuietLibraries())
+def main() -> int:
   if not _WORKDIR.value:
     return report_error("--workdir missing: pass the workdir of a trained recommender.")
   if _USER.value is None and not _BASELINE.value:
     return report_error("--user missing: pass the id of the user to recommend for (e.g. "
                         "--user=196), or --popularity_baseline.")
-  from research.errors import UserError
   from research.report.table import markdown_table
-  try:
-    exp, state, step = load_run(_WORKDIR.value, _BEST.value)
-    if _BASELINE.value:
-      k = exp.task.k if hasattr(exp.task, "k") else 10
-      rows = popularity_comparison(exp, state)
-      print(f"\n{_WORKDIR.value} (step {step}) vs popularity:")
-      print(markdown_table(["split", "scorer", f"HR@{k}", f"NDCG@{k}"], rows))
-      return 0
-    items = recommend(exp, state, _USER.value, _TOP_N.value)
-  except UserError as e:
-    return report_error(str(e))
+  exp, state, step = load_run(_WORKDIR.value, _BEST.value)
+  if _BASELINE.value:
+    k = exp.task.k if hasattr(exp.task, "k") else 10
+    rows = popularity_comparison(exp, state)
+    print(f"\n{_WORKDIR.value} (step {step}) vs popularity:")
+    print(markdown_table(["split", "scorer", f"HR@{k}", f"NDCG@{k}"], rows))
+    return 0
+  items = recommend(exp, state, _USER.value, _TOP_N.value)
   seen = len(known_items(exp, user_index(exp, _USER.value)))
   print(f"\nTop {len(items)} for user {_USER.value} ({_WORKDIR.value}, step {step}; "
         f"{seen} items rated in training left out):")
@@ -157,8 +149,7 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)),
-          flags_parser=lambda argv: parse_flags(argv, "launch.recommend"))
+  run_command(main, "launch.recommend")
 
 
 if __name__ == "__main__":

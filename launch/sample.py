@@ -11,11 +11,10 @@ compiled loop over a KV cache. The prompt plus the new tokens must fit the model
 
 from __future__ import annotations
 
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from launch.cli import QuietLibraries, parse_flags, report_error
+from launch.cli import report_error, run_command
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir that launch.main trained.")
 _PROMPT = flags.DEFINE_string("prompt", "\n", "Text to continue (default: a newline).")
@@ -32,19 +31,13 @@ _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1, "Samples to draw (one batc
 _BEST = flags.DEFINE_bool("best", False, "Use the best checkpoint instead of the newest.")
 
 
-def main(argv) -> int:
-  del argv
-  logging.get_absl_handler().addFilter(QuietLibraries())
+def main() -> int:
   if not _WORKDIR.value:
     return report_error("--workdir missing: pass the workdir of a trained run.")
-  from research.errors import UserError
   from research.generate import sample_workdir
-  try:
-    samples = sample_workdir(_WORKDIR.value, _PROMPT.value, _MAX_NEW.value,
-                             _TEMPERATURE.value, _TOP_K.value, _TOP_P.value, _SEED.value,
-                             _NUM_SAMPLES.value, _BEST.value)
-  except UserError as e:
-    return report_error(str(e))
+  samples = sample_workdir(_WORKDIR.value, _PROMPT.value, _MAX_NEW.value, _TEMPERATURE.value,
+                           _TOP_K.value, _TOP_P.value, _SEED.value, _NUM_SAMPLES.value,
+                           _BEST.value)
   for i, text in enumerate(samples):
     if i:
       print("\n---------------")
@@ -53,8 +46,7 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)),
-          flags_parser=lambda argv: parse_flags(argv, "launch.sample"))
+  run_command(main, "launch.sample")
 
 
 if __name__ == "__main__":

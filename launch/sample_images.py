@@ -12,11 +12,10 @@ WORKDIR/samples/sample_step<STEP>_seed<SEED>.png. A bad flag or workdir ends wit
 
 from __future__ import annotations
 
-import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from launch.cli import QuietLibraries, parse_flags, report_error
+from launch.cli import report_error, run_command
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A GAN workdir that launch.main trained.")
 _NUM = flags.DEFINE_integer("num", 64, "Images in the grid.")
@@ -26,24 +25,16 @@ _OUTPUT = flags.DEFINE_string("output", "", "PNG path; '' = WORKDIR/samples/"
 _BEST = flags.DEFINE_bool("best", False, "Use the best checkpoint instead of the newest.")
 
 
-def main(argv) -> int:
-  del argv
-  logging.get_absl_handler().addFilter(QuietLibraries())
+def main() -> int:
   if not _WORKDIR.value:
     return report_error("--workdir missing: pass the workdir of a trained GAN.")
-  from research.errors import UserError
   from research.generate_images import write_samples
-  try:
-    path = write_samples(_WORKDIR.value, _NUM.value, _SEED.value, _OUTPUT.value, _BEST.value)
-  except UserError as e:
-    return report_error(str(e))
-  print(path)
+  print(write_samples(_WORKDIR.value, _NUM.value, _SEED.value, _OUTPUT.value, _BEST.value))
   return 0
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)),
-          flags_parser=lambda argv: parse_flags(argv, "launch.sample_images"))
+  run_command(main, "launch.sample_images")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
-from launch.cli import QuietLibraries, parse_flags, report_error
+from launch.cli import report_error, run_command
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir that launch.main trained (seq2seq).")
 _INPUT = flags.DEFINE_string("input", "-", "File of source sentences, one per line; - = stdin.")
@@ -37,9 +37,7 @@ def _read_lines(path: str) -> list[str]:
     return f.read().splitlines()
 
 
-def main(argv) -> int:
-  del argv
-  logging.get_absl_handler().addFilter(QuietLibraries())
+def main() -> int:
   if not _WORKDIR.value:
     return report_error("--workdir missing: pass the workdir of a trained seq2seq run.")
   if _BATCH.value < 1:
@@ -48,14 +46,10 @@ def main(argv) -> int:
     lines = _read_lines(_INPUT.value)
   except (OSError, UnicodeDecodeError) as e:
     return report_error(f"--input={_INPUT.value} cannot be read as UTF-8 text ({e}).")
-  from research.errors import UserError
   from research.translate import load_workdir
-  try:
-    translator = load_workdir(_WORKDIR.value, _BEST.value)
-    translations = translator.translate(lines, _BEAM.value, _ALPHA.value, _MAX_LENGTH.value,
-                                        _BATCH.value)
-  except UserError as e:
-    return report_error(str(e))
+  translator = load_workdir(_WORKDIR.value, _BEST.value)
+  translations = translator.translate(lines, _BEAM.value, _ALPHA.value, _MAX_LENGTH.value,
+                                      _BATCH.value)
   output = "".join(t + "\n" for t in translations)
   if _OUTPUT.value == "-":
     sys.stdout.write(output)
@@ -66,8 +60,7 @@ def main(argv) -> int:
 
 
 def run() -> None:
-  app.run(lambda argv: sys.exit(main(argv)),
-          flags_parser=lambda argv: parse_flags(argv, "launch.translate"))
+  run_command(main, "launch.translate")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,15 @@ def check_slurm() -> None:
                                "there: run on a cluster login node, or use --executor=local.")
 
 
+def _exit_reason(code: int | None, label: str, pid: int, log_path: str) -> str | None:
+  """None while a local worker runs; '' after a clean exit; otherwise why it died."""
+  if code is None or code == 0:
+    return None if code is None else ""
+  if code < 0:
+    return f"worker {label} (pid {pid}) was killed by {signal.Signals(-code).name}; see {log_path}"
+  return f"worker {label} exited with code {code}: {_tail(log_path)}"
+
+
 class _Process:
   """A local worker subprocess, logging to logs/worker_LABEL.log."""
 
@@ -91,13 +100,7 @@ class _Process:
            f"--num_trials={num_trials}"], env=env, stdout=log, stderr=subprocess.STDOUT)
 
   def exit_reason(self) -> str | None:
-    code = self.process.poll()
-    if code is None or code == 0:
-      return None if code is None else ""
-    if code < 0:
-      return (f"worker {self.label} (pid {self.process.pid}) was killed by "
-              f"{signal.Signals(-code).name}; see {self.log_path}")
-    return f"worker {self.label} exited with code {code}: {_tail(self.log_path)}"
+    return _exit_reason(self.process.poll(), self.label, self.process.pid, self.log_path)
 
   def stop(self) -> None:
     if self.process.poll() is None:
@@ -178,13 +181,7 @@ class _Forked:
       self.process.kill()
 
   def exit_reason(self) -> str | None:
-    code = self.process.exitcode
-    if code is None or code == 0:
-      return None if code is None else ""
-    if code < 0:
-      return (f"worker {self.label} (pid {self.process.pid}) was killed by "
-              f"{signal.Signals(-code).name}; see {self.log_path}")
-    return f"worker {self.label} exited with code {code}: {_tail(self.log_path)}"
+    return _exit_reason(self.process.exitcode, self.label, self.process.pid, self.log_path)
 
   def stop(self) -> None:
     if self.process.exitcode is None:

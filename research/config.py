@@ -30,6 +30,10 @@ def default_train_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       async_checkpoints=True,
       steps_per_dispatch=1,        # > 1: several steps per compiled call (lax.scan)
+      # Token sequences: train batches of similar length, cut to the smallest of these
+      # lengths that holds them (the padded length is always the last); () = off. See
+      # research/training/batching.py.
+      length_buckets=(),
       best_metric="",              # validation metric for the best checkpoint; '' = task's
       best_mode="",                # 'max' | 'min'; '' = task's
       early_stopping_patience=0,   # evaluations without improvement before stopping; 0 = off

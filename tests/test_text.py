@@ -26,7 +26,7 @@ from research import data, models
 from research.data import imdb, sst2, text
 from research.data.text_source import Texts
 from research.errors import ConfigError, DataError
-from research.training import loop
+from research.training import batching, loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SST2_DIR = next((d for d in sst2.LOCAL_DIRS if os.path.isfile(os.path.join(d, "train.tsv"))),
@@ -401,6 +401,65 @@ def test_sst2_lstm_tiny_trains_and_its_workdir_classifies_new_text(tmp_path):
   exp, state, _ = loop.restore_state(config, workdir)
   logits, _ = exp.task.apply(state.params, state.model_state, jnp.asarray(ids), None, False)
   assert logits.shape == (1, 1) and np.isfinite(np.asarray(logits)).all()
+
+
+def test_sortish_length_order_covers_each_example_once_in_small_buckets():
+  lengths = np.random.default_rng(0).integers(1, 41, 1000)
+  order = batching.EpochOrder(1000, 16, seed=3, lengths=lengths, buckets=(8, 16, 40))
+  steps = range(order.steps_per_epoch)
+  epoch = np.concatenate([order.indices(s) for s in steps])
+  assert len(epoch) == len(set(epoch)) == 62 * 16  # each kept example once
+  buckets = [order.length(s) for s in steps]
+  for s, bucket in zip(steps, buckets):
+    longest = lengths[order.indices(s)].max()
+    assert bucket == min(b for b in (8, 16, 40) if b >= longest)
+  plain = batching.EpochOrder(1000, 16, seed=3)  # random batches nearly always need all 40
+  unsorted = [min(b for b in (8, 16, 40) if b >= lengths[plain.indices(s)].max()) for s in steps]
+  assert np.mean(buckets) < 0.75 * np.mean(unsorted)
+  again = batching.EpochOrder(1000, 16, seed=3, lengths=lengths, buckets=(8, 16, 40))
+  np.testing.assert_array_equal(again.window(1), order.window(1))  # pure in (seed, epoch)
+  np.testing.assert_array_equal(order.window(0)[5], order.indices(5))
+  assert order.chunk_length(0, 4) == max(buckets[:4]) and plain.chunk_length(0, 4) is None
+  np.testing.assert_array_equal(batching.token_lengths(np.array([[5, 3, 0, 0], [0, 0, 0, 0],
+                                                                 [4, 0, 2, 0]])), [2, 0, 3])
+
+
+@needs_sst2
+def test_a_batch_cut_to_its_bucket_gives_the_same_loss_and_gradients():
+  config = config_of("sst2_lstm.py:tiny")
+  exp = loop.build(config)
+  split = exp.dataset.splits["train"]
+  order = batching.length_order(split, 32, 0, 1, (8, 16))
+  state = loop.init_state(exp)
+  idx = order.indices(0)
+  cut = order.length(0)
+  assert cut < split.inputs.shape[1] and batching.token_lengths(split.inputs[idx]).max() <= cut
+
+  def loss_and_grads(length):
+    batch = {"inputs": jnp.asarray(split.inputs[idx, :length]),
+             "labels": jnp.asarray(split.labels[idx]), "index": jnp.asarray(idx)}
+    return jax.value_and_grad(lambda p: exp.task.loss_and_sums(
+        p, state.model_state, batch, jax.random.key(0))[0])(state.params)
+
+  (full, full_grads), (short, short_grads) = loss_and_grads(None), loss_and_grads(cut)
+  np.testing.assert_allclose(short, full, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(short_grads), jax.tree.leaves(full_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@needs_sst2
+def test_length_buckets_train_and_bad_ones_are_named(tmp_path):
+  config = config_of("sst2_lstm.py:tiny")
+  config.train.length_buckets = (8, 16)
+  result = loop.train_and_evaluate(config, str(tmp_path / "run"), test=False)
+  assert result["step"] == 12 and np.isfinite(train_losses(str(tmp_path / "run"))).all()
+  config.train.length_buckets = (0, 16)
+  with pytest.raises(ConfigError, match="must be positive integer lengths"):
+    loop.build(config)
+  digits = load_config(os.path.join(ROOT, "experiments/digits_cnn.py:tiny"))
+  digits.train.length_buckets = (8,)
+  with pytest.raises(ConfigError, match="buckets token sequences, but digits's inputs"):
+    loop.build(digits)
 
 
 def test_sst2_transformer_tiny_trains_on_sst2_files(tmp_path):

@@ -25,22 +25,56 @@ class EpochOrder:
   `group=k` (gradient accumulation over k batches) an epoch keeps a multiple of k batches,
   so batches k*s .. k*s+k-1 hold exactly the examples of batch s of an order with
   `batch_size * k` and no grouping: accumulating k batches of B sees what one step of kB sees.
+
+  Length bucketing (`lengths`, the real length of each example, and `buckets`): the epoch's
+  permutation is cut into pools of POOL_BATCHES batches, each pool sorted by length and
+  split into batches, and the batches shuffled (the "sortish" order of fastai and
+  tf.data's bucket_by_sequence_length). A batch then holds texts of similar length, and
+  `length(step)` is the smallest bucket that holds its longest one: the train step runs on
+  that many positions instead of the split's padded length (one compilation per bucket).
+  Still a pure function of (seed, epoch).
   """
 
-  def __init__(self, num_examples: int, batch_size: int, seed: int, group: int = 1):
+  POOL_BATCHES = 50
+
+  def __init__(self, num_examples: int, batch_size: int, seed: int, group: int = 1,
+               lengths: np.ndarray | None = None, buckets: tuple[int, ...] = ()):
     self.num_examples = num_examples
     self.batch_size = batch_size
     self.seed = seed
     self.steps_per_epoch = num_examples // (batch_size * group) * group
+    self.lengths = None if lengths is None else np.asarray(lengths)
+    self.buckets = np.asarray(sorted(buckets), np.int64)
 
   @functools.lru_cache(maxsize=2)
-  def _permutation(self, epoch: int) -> np.ndarray:
-    return np.random.default_rng([self.seed, epoch]).permutation(self.num_examples).astype(np.int32)
+  def _batches(self, epoch: int) -> np.ndarray:
+    """(steps_per_epoch, batch_size) example indices of `epoch`."""
+    rng = np.random.default_rng([self.seed, epoch])
+    used = self.steps_per_epoch * self.batch_size
+    order = rng.permutation(self.num_examples).astype(np.int32)[:used]
+    if self.lengths is None:
+      return order.reshape(self.steps_per_epoch, self.batch_size)
+    pool = self.batch_size * self.POOL_BATCHES
+    pools = [order[i:i + pool] for i in range(0, used, pool)]
+    order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")] for p in pools])
+    batches = order.reshape(self.steps_per_epoch, self.batch_size)
+    return batches[rng.permutation(self.steps_per_epoch)]
 
   def indices(self, step: int) -> np.ndarray:
     """Example indices of the batch used by global step `step` (0-based)."""
     epoch, i = divmod(step, self.steps_per_epoch)
-    return self._permutation(epoch)[i * self.batch_size:(i + 1) * self.batch_size]
+    return self._batches(epoch)[i]
+
+  def length(self, step: int) -> int:
+    """The bucket that holds every example of batch `step` (only with `lengths`)."""
+    longest = int(self.lengths[self.indices(step)].max())
+    return int(self.buckets[np.searchsorted(self.buckets, longest)])
+
+  def chunk_length(self, start_step: int, num_steps: int) -> int | None:
+    """The positions a chunk of steps runs on: None (all) without bucketing."""
+    if self.lengths is None:
+      return None
+    return max(self.length(s) for s in range(start_step, start_step + num_steps))
 
   def window(self, epoch: int) -> np.ndarray:
     """(2 * steps_per_epoch, batch_size) indices of epochs `epoch` and `epoch + 1`.
@@ -48,13 +82,28 @@ class EpochOrder:
     Uploaded once per epoch; a chunk of steps starting in `epoch` reads its rows on device,
     so chunks may cross into the next epoch.
     """
-    used = self.steps_per_epoch * self.batch_size
-    return np.concatenate([self._permutation(e)[:used] for e in (epoch, epoch + 1)]
-                          ).reshape(2 * self.steps_per_epoch, self.batch_size)
+    return np.concatenate([self._batches(e) for e in (epoch, epoch + 1)])
 
   def block(self, start_step: int, num_steps: int) -> np.ndarray:
     """(num_steps, batch_size) indices for steps start_step .. start_step+num_steps-1."""
     return np.stack([self.indices(s) for s in range(start_step, start_step + num_steps)])
+
+
+def token_lengths(inputs: np.ndarray, pad_id: int = 0) -> np.ndarray:
+  """Each right-padded sequence's length: the position after its last non-padding token."""
+  real = np.asarray(inputs) != pad_id
+  return np.where(real.any(axis=1), real.shape[1] - np.argmax(real[:, ::-1], axis=1), 0)
+
+
+def length_order(split: Split, batch_size: int, seed: int, group: int,
+                 buckets: tuple[int, ...]) -> EpochOrder:
+  """The train order, bucketed by length when `buckets` are given (see EpochOrder)."""
+  if not buckets:
+    return EpochOrder(len(split), batch_size, seed, group=group)
+  padded = split.inputs.shape[1]
+  return EpochOrder(len(split), batch_size, seed, group=group,
+                    lengths=token_lengths(split.inputs),
+                    buckets=tuple(b for b in buckets if b < padded) + (padded,))
 
 
 def put_split(split: Split, mesh: Mesh) -> dict[str, jax.Array]:

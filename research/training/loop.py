@@ -96,6 +96,7 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
   steps_per_epoch = train_size // (tc.batch_size * group) * group
   total = tc.num_steps or max(1, math.ceil(tc.num_epochs * steps_per_epoch / group)) * group
   accumulation.check_total(total)
+  check_length_buckets(tc.length_buckets, dataset)
   task_cls = tasks.TASKS.get(config.task.name, "config.task.name")
   labels = dataset.splits["train"].labels
   target_dim = labels.shape[1] if labels.ndim == 2 else 1
@@ -126,6 +127,20 @@ def build(config: ml_collections.ConfigDict) -> Experiment:
       checkpoint_every=tc.checkpoint_every_steps or eval_every,
       best_metric=best_metric,
       best_mode=tc.best_mode or task.default_mode)
+
+
+def check_length_buckets(buckets: Any, dataset: Dataset) -> None:
+  """config.train.length_buckets: positive lengths, and token sequences to cut."""
+  if not buckets:
+    return
+  if any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in buckets):
+    raise ConfigError(f"config.train.length_buckets={tuple(buckets)} must be positive integer "
+                      "lengths, e.g. (16, 32).")
+  inputs = dataset.splits["train"].inputs
+  if inputs.ndim != 2 or not np.issubdtype(inputs.dtype, np.integer):
+    raise ConfigError(f"config.train.length_buckets={tuple(buckets)} buckets token sequences, "
+                      f"but {dataset.name}'s inputs are {inputs.dtype} of shape "
+                      f"{inputs.shape[1:]}; set it to ().")
 
 
 def _init_inputs(exp: Experiment) -> tuple[jax.Array, jax.Array]:
@@ -246,8 +261,9 @@ class _Run:
     exp, tc = self.exp, self.exp.config.train
     self.workdir = workdir
     self.writer = MetricWriter(workdir, resume_step=self.step)
-    self.order = batching.EpochOrder(len(exp.dataset.splits["train"]), tc.batch_size,
-                                     exp.config.seed, group=exp.accumulation.group)
+    self.order = batching.length_order(exp.dataset.splits["train"], tc.batch_size,
+                                       exp.config.seed, exp.accumulation.group,
+                                       tuple(tc.length_buckets))
     self.train_chunk = steps.make_train_chunk(exp.task, exp.mesh, _shardings(self.state))
     self.window_epoch = -1
     self.evaluate_split = Evaluator(exp, self.device_splits)
@@ -268,7 +284,8 @@ class _Run:
     chunk = min(self.exp.config.train.steps_per_dispatch, end - self.step,
                 window_end - self.step)
     self.state, self.totals = self.train_chunk(
-        self.state, self.totals, self.device_splits["train"], *self.window, self.key, chunk)
+        self.state, self.totals, self.device_splits["train"], *self.window, self.key, chunk,
+        self.order.chunk_length(self.step, chunk))
     self.step += chunk
     self.progress.update(self.step)
 

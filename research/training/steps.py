@@ -58,17 +58,20 @@ def make_train_chunk(task: Task, mesh: Mesh, state_sharding: Any = None,
                      donate: bool = True) -> Callable[..., tuple[TrainState, Totals]]:
   """jit-compiled k-steps-per-dispatch train function with explicit shardings.
 
-  `train_chunk(state, totals, data, window, window_start, key, num_steps)`: step s reads
-  its batch indices from row `s - window_start` of `window`, an on-device block of the
-  data order (see `batching.put_window`) uploaded once per epoch, so a call sends
-  nothing from the host. `num_steps` is static: one compilation per chunk length.
+  `train_chunk(state, totals, data, window, window_start, key, num_steps, length)`: step s
+  reads its batch indices from row `s - window_start` of `window`, an on-device block of
+  the data order (see `batching.put_window`) uploaded once per epoch, so a call sends
+  nothing from the host. `num_steps` is static: one compilation per chunk length. So is
+  `length` (None: all): the inputs' positions the steps run on, for length buckets.
   `state_sharding` (a tree like the state; default: replicated) keeps FSDP / tensor-parallel
   parameters and optimizer state where `mesh.state_shardings` put them.
   """
 
   def train_chunk(state: TrainState, totals: Totals, data: dict[str, jax.Array],
                   window: jax.Array, window_start: jax.Array, key: jax.Array,
-                  num_steps: int) -> tuple[TrainState, Totals]:
+                  num_steps: int, length: int | None = None) -> tuple[TrainState, Totals]:
+    if length is not None:  # padding past `length` is masked anyway: drop it
+      data = {**data, "inputs": data["inputs"][:, :length]}
 
     def one_step(carry, _):
       state, totals = carry
@@ -93,7 +96,7 @@ def make_train_chunk(task: Task, mesh: Mesh, state_sharding: Any = None,
   rep = mesh_lib.replicated(mesh)
   state_sharding = rep if state_sharding is None else state_sharding
   return jax.jit(
-      train_chunk, static_argnums=(6,),
+      train_chunk, static_argnums=(6, 7),
       in_shardings=(state_sharding, rep, rep, mesh_lib.batch_sharded(mesh, leading_axes=1),
                     rep, rep),
       out_shardings=(state_sharding, rep),

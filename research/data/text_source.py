@@ -5,9 +5,9 @@ The validation split is carved here, before the tokeniser is built, rather than 
 examples only. The carving uses the same seed stream and stratification as `load_dataset`
 would, so `dataset.validation_fraction` and `dataset.split_seed` mean the same thing here.
 
-Bucketing: the loop keeps each split on the device as one array and compiles one train step
-and one evaluation per split, so each split is padded to a single length (one compiled shape
-per split, never one per batch; lengths are multiples of 8 to keep them few). Train: the
+Padding: the loop keeps each split on the device as one array, so each split is padded to a
+single length (a multiple of 8); `config.train.length_buckets` then lets the train step run
+each batch on fewer positions (research/training/batching.py). Train: the
 `dataset.length_percentile` percentile of its lengths, capped by `dataset.max_length`; SST-2's
 train phrases average 10 tokens, so a percentile below 100 cuts the padding the train step
 computes on. Validation and test: their longest text, capped by `dataset.max_length` only, so

@@ -69,12 +69,6 @@ def device_groups(workers: int, per_worker: int) -> list[str | None]:
   return [",".join(gpus[i * per:(i + 1) * per]) for i in range(workers)]
 
 
-def check_slurm() -> None:
-  if shutil.which("sbatch") is None:
-    raise study_lib.SweepError("--executor=slurm needs SLURM's `sbatch` on PATH, and it is not "
-                               "there: run on a cluster login node, or use --executor=local.")
-
-
 def _exit_reason(code: int | None, label: str, pid: int, log_path: str) -> str | None:
   """None while a local worker runs; '' after a clean exit; otherwise why it died."""
   if code is None or code == 0:
@@ -313,21 +307,17 @@ def local(sweep_dir: str, num_trials: int, devices: list[str | None],
 def submitit_jobs(sweep_dir: str, num_trials: int, devices_per_worker: int,
                   slurm: dict[str, Any], cluster: str = "slurm") -> Callable[[int, str], Handle]:
   """Submits worker `slot` as a job (`cluster='local'` runs the same path without SLURM)."""
-  import submitit
-  executor = submitit.AutoExecutor(folder=os.path.join(sweep_dir, "slurm"), cluster=cluster)
-  params = {"timeout_min": slurm.get("timeout_min", 60), "name": "sweep"}
-  if slurm.get("cpus_per_task"):
-    params["cpus_per_task"] = slurm["cpus_per_task"]
-  if devices_per_worker:
-    params["gpus_per_node"] = devices_per_worker
-  if cluster == "slurm":
-    params.update({f"slurm_{k}": slurm[k] for k in ("partition", "account") if slurm.get(k)})
-  executor.update_parameters(**params)
+  from research import cluster as cluster_lib
+  job_executor = cluster_lib.executor(
+      os.path.join(sweep_dir, "slurm"), cluster=cluster, name="sweep",
+      gpus_per_node=devices_per_worker, cpus_per_task=slurm.get("cpus_per_task"),
+      timeout_min=slurm.get("timeout_min", 60), partition=slurm.get("partition"),
+      account=slurm.get("account"))
   sweep_dir = os.path.abspath(sweep_dir)
 
   def start(slot: int, label: str) -> Handle:
     del slot  # SLURM places the job; its devices are --gpus-per-node
-    return _SubmititJob(executor.submit(worker_lib.run_worker, sweep_dir, label, num_trials),
+    return _SubmititJob(job_executor.submit(worker_lib.run_worker, sweep_dir, label, num_trials),
                         label)
 
   return start

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from research import cluster as cluster_lib
 from research.sweep import definition as definition_lib, executors, report, study as study_lib
 from research.sweep.study import SweepError
 
@@ -53,7 +54,7 @@ def plan(experiment: str, sweep_dir: str, *, params: Sequence[str] = (),
   if executor not in EXECUTORS:
     raise SweepError(f"--executor={executor!r}: use one of {list(EXECUTORS)}.")
   if executor == "slurm" and cluster == "slurm":
-    executors.check_slurm()
+    cluster_lib.check_slurm()
   definition, trials = definition_lib.build(
       experiment, params=params, config_overrides=config_overrides, sampler=sampler,
       pruner=pruner, metric=metric, mode=mode, num_trials=num_trials, seed=seed)

@@ -138,13 +138,13 @@ def load_workdir(workdir: str, best: bool = False) -> Loaded:
   codec = Codec.from_metadata(run.metadata, run.metadata_path)
   model = _build_model(run.config, codec, run.metadata.get("block_size"))
   params = run.state["params"]
-  if not saved_run.fits(model, params, jnp.zeros((1, 1), jnp.int32)):
-    embed = np.shape(params.get("token_embed", {}).get("embedding"))
+  difference = saved_run.mismatch(model, params, jnp.zeros((1, 1), jnp.int32))
+  if difference:
     raise DataError(
-        f"{run.metadata_path} does not match the checkpoint of {workdir}: its vocabulary has "
-        f"{codec.vocab_size} tokens, the checkpoint's token embedding is {embed} (and the "
-        f"parameters of the model in {CONFIG_FILE} must match it). Restore the dataset.json "
-        "and config.json the run wrote.")
+        f"{run.metadata_path} and {CONFIG_FILE} do not match the checkpoint of {workdir} "
+        f"({difference}; the vocabulary has {codec.vocab_size} tokens). Restore the "
+        "dataset.json and config.json the run wrote; a checkpoint from an older version of "
+        "the model code must be retrained.")
   return Loaded(model=model, params=params, codec=codec, step=run.step)
 
 

@@ -71,9 +71,14 @@ def read(workdir: str, metadata_use: str, best: bool = False) -> SavedRun:
   return SavedRun(workdir, config, metadata, metadata_path, state, step)
 
 
-def fits(model: nn.Module, params: Any, *sample_inputs: jax.Array) -> bool:
-  """Whether `params` has exactly the tree and shapes `model` initialises from the inputs."""
+def mismatch(model: nn.Module, params: Any, *sample_inputs: jax.Array) -> str | None:
+  """None if `params` has exactly the tree and shapes `model` initialises from the inputs;
+  else the first difference, e.g. 'block0/attn/qkv/kernel: saved (32, 96), model (32, 3, 4, 8)'."""
+  from research.training.transfer import path_name
   expected = nn.meta.unbox(jax.eval_shape(model.init, jax.random.key(0), *sample_inputs))
-  expected = expected["params"]
-  return jax.tree.structure(expected) == jax.tree.structure(params) and all(
-      a.shape == np.shape(b) for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(params)))
+  want = {path_name(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(expected["params"])}
+  have = {path_name(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(params)}
+  for name in sorted(set(want) | set(have)):
+    if want.get(name) != have.get(name):
+      return (f"{name}: saved {have.get(name, 'absent')}, model {want.get(name, 'absent')}")
+  return None

@@ -67,9 +67,11 @@ def load_workdir(workdir: str, best: bool = False) -> Translator:
   model = models.build_model(run.config.model, target_tok.vocab_size, run.dtype,
                              data_fields=vocab)
   params, step = run.state["params"], run.step
-  if not saved_run.fits(model, params, jnp.ones((1, 1), jnp.int32)):
+  difference = saved_run.mismatch(model, params, jnp.ones((1, 1), jnp.int32))
+  if difference:
     raise DataError(f"{meta_path} does not match the checkpoint of {workdir}: its vocabularies "
                     f"({vocab}) or the model of {CONFIG_FILE} differ from the saved "
-                    "parameters. Restore the dataset.json and config.json the run wrote.")
+                    f"parameters ({difference}). Restore the dataset.json and config.json the "
+                    "run wrote.")
   return Translator(model, params, source_tok, target_tok, int(meta.get("eos_id", parallel.EOS_ID)),
                     step)

@@ -32,10 +32,12 @@ STEPS = 3
 MESHES = {"one": dict(data=1), "fsdp": dict(data=1, fsdp=8), "tensor": dict(data=2, model=4)}
 
 
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+
 RECIPE = "experiments/shakespeare_char_gpt.py:tiny"
 # Shrinks the recipe further (tests/test_scale.py's two-process run uses the same fields).
 FIELDS = {"dataset.block_size": 8, "dataset.num_examples": 400, "model.num_layers": 1,
-          "model.width": 32, "model.num_heads": 2, "train.batch_size": 16}
+          "model.width": 32, "model.num_heads": 4, "train.batch_size": 16}
 
 
 def tiny_gpt(mesh: dict[str, int], **fields):
@@ -59,6 +61,7 @@ def run(mesh: dict[str, int]) -> tuple[dict, object, object]:
   totals = steps.init_totals(("loss", "accuracy", "count", "grad_norm"), exp.mesh)
   compiled = chunk.lower(state, totals, data, *window, key, 1).compile()
   output_bytes = compiled.memory_analysis().output_size_in_bytes
+  hlo = compiled.as_text()
   losses, previous = [], 0.0
   for _ in range(STEPS):
     state, totals = compiled(state, totals, data, *window, key)
@@ -71,6 +74,9 @@ def run(mesh: dict[str, int]) -> tuple[dict, object, object]:
       "state_bytes_per_device": mesh_lib.bytes_per_device(state),
       "totals_bytes_per_device": mesh_lib.bytes_per_device(totals),
       "param_bytes_per_device": mesh_lib.bytes_per_device(state.params),
+      # Communication the compiled train step does, by kind of collective.
+      "collectives": {op: hlo.count(f" {op}(") + hlo.count(f" {op}-start(")
+                      for op in COLLECTIVES},
       "sharded_params": sorted(
           name for name, leaf in _named_leaves(state.params) if not leaf.sharding.is_fully_replicated),
   }

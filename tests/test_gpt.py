@@ -368,8 +368,9 @@ def test_vocabulary_that_does_not_match_the_checkpoint_is_refused(trained, tmp_p
   meta["vocab"] = meta["vocab"][:-1]
   (workdir / "dataset.json").write_text(json.dumps(meta))
   before = _snapshot(str(workdir))
-  with pytest.raises(DataError, match=r"dataset.json does not match the checkpoint.*"
-                                      rf"{len(meta['vocab'])} tokens"):
+  with pytest.raises(DataError, match=r"dataset.json and config.json do not match the checkpoint"
+                                      rf".*token_embed/embedding: saved \(\d+, \d+\), model "
+                                      rf"\({len(meta['vocab'])}, .*{len(meta['vocab'])} tokens"):
     generate.sample_workdir(str(workdir), "All")
   assert _snapshot(str(workdir)) == before
 

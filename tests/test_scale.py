@@ -277,6 +277,11 @@ def test_fsdp_and_tensor_parallel_match_one_device(sharded):
                                                                "token_embed/embedding"}
   # Tensor parallelism splits attention and MLP; the 65-token vocabulary does not split by 4.
   assert set(sharded["tensor"]["sharded_params"]) == weights
+  # Attention splits by whole heads, so the step gathers nothing; it only all-reduces
+  # (Megatron's two per block forward and backward, the data-parallel gradients, the metrics).
+  # The fused qkv split by columns, as before, needed 2 all-gathers here.
+  assert sharded["tensor"]["collectives"]["all-gather"] == 0
+  assert sharded["one"]["collectives"] == dict.fromkeys(sharded["one"]["collectives"], 0)
 
 
 def test_sharded_state_shrinks_per_device_by_the_expected_factor(sharded):
@@ -330,7 +335,7 @@ def test_models_without_axis_names_are_replicated():
   assert set(specs(_digits_mlp()).values()) == {P()}
   gpt = specs(_tiny_gpt())
   for moment in ("params", "opt_state/1/0/mu", "opt_state/1/0/nu"):
-    assert gpt[f"{moment}/block0/attn/qkv/kernel"] == P("fsdp", "model")
+    assert gpt[f"{moment}/block0/attn/qkv/kernel"] == P("fsdp", None, "model", None)  # heads
     assert gpt[f"{moment}/block0/fc_proj/kernel"] == P("model", "fsdp")
     assert gpt[f"{moment}/token_embed/embedding"] == P("model", "fsdp")
   assert gpt["params/block0/ln1/scale"] == P()  # unnamed: replicated

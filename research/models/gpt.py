@@ -14,7 +14,7 @@ values to a per-layer cache of `block_size` positions (the 'cache' collection, m
 per step. `research.generate` runs that loop compiled.
 
 Scaling out: every weight names its axes with Flax logical axis names ('vocab', 'embed',
-'qkv', 'heads', 'mlp'); `config.mesh.rules` maps them to mesh axes (FSDP over 'fsdp',
+'heads', 'mlp'); `config.mesh.rules` maps them to mesh axes (FSDP over 'fsdp',
 tensor parallelism over 'model', see research/training/mesh.py), so this file holds no
 device logic. `remat=True` recomputes each block's activations in the backward pass
 (`nn.remat`): less activation memory for about one more forward pass, same numbers.
@@ -59,7 +59,16 @@ class CausalSelfAttention(nn.Module):
     """x: (batch * length, width), rows in (batch, length) order."""
     width = x.shape[-1]
     length, head_dim = x.shape[0] // batch, width // self.num_heads
-    qkv = _dense(3 * width, self.use_bias, self.dtype, _INIT_STD, "qkv", ("embed", "qkv"))(x)
+    # One fused projection with an explicit heads axis: tensor parallelism splits it by whole
+    # heads (each device computes its heads' q, k, v and attention with no communication,
+    # Megatron-style); the same values as a (width, 3 * width) kernel in (3, heads, head_dim)
+    # column order.
+    qkv = nn.DenseGeneral(
+        (3, self.num_heads, head_dim), use_bias=self.use_bias, dtype=self.dtype,
+        param_dtype=jnp.float32, name="qkv",
+        kernel_init=nn.with_logical_partitioning(nn.initializers.normal(_INIT_STD),
+                                                 ("embed", None, "heads", None)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None, "heads", None)))(x)
     qkv = qkv.reshape(batch, length, 3, self.num_heads, head_dim)
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (batch, length, heads, head_dim)
     if decode and self.has_variable("cache", "key"):

@@ -32,10 +32,11 @@ MESH_AXES = (DATA_AXIS, FSDP_AXIS, MODEL_AXIS)
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
 
 # Logical axis name -> mesh axis. FSDP shards every weight along its model width; tensor
-# parallelism splits attention (by its qkv columns and head rows) and the MLP (by its hidden
-# units) over `model`, Megatron-style. With fsdp = model = 1 (the default) all replicate.
-DEFAULT_RULES = (("embed", FSDP_AXIS), ("qkv", MODEL_AXIS), ("heads", MODEL_AXIS),
-                 ("mlp", MODEL_AXIS), ("vocab", MODEL_AXIS))
+# parallelism splits attention by whole heads (its q, k, v and output projections) and the
+# MLP by its hidden units over `model`, Megatron-style, so each device attends over its own
+# heads with no communication. With fsdp = model = 1 (the default) all replicate.
+DEFAULT_RULES = (("embed", FSDP_AXIS), ("heads", MODEL_AXIS), ("mlp", MODEL_AXIS),
+                 ("vocab", MODEL_AXIS))
 
 
 def default_mesh_config() -> ml_collections.ConfigDict:

@@ -24,8 +24,8 @@ from test_training import ROOT, assert_trees_equal, params_of, read_jsonl, tiny_
 
 # -- resume, preemption, corrupt checkpoints --------------------------------------------
 
-RESUME_FLAGS = ["--config.train.num_steps=1200", "--config.train.checkpoint_every_steps=100",
-                "--config.train.eval_every_steps=400", "--config.train.log_every_steps=100",
+RESUME_FLAGS = ["--config.train.num_steps=600", "--config.train.checkpoint_every_steps=100",
+                "--config.train.eval_every_steps=200", "--config.train.log_every_steps=100",
                 "--config.train.steps_per_dispatch=1"]
 
 
@@ -77,7 +77,7 @@ def uninterrupted(tmp_path_factory):
 
 
 def _resume_config():
-  config = tiny_digits(num_steps=1200, checkpoint_every_steps=100, eval_every_steps=400,
+  config = tiny_digits(num_steps=600, checkpoint_every_steps=100, eval_every_steps=200,
                        log_every_steps=100, steps_per_dispatch=1)
   return config
 
@@ -87,10 +87,10 @@ def test_sigkill_then_resume_is_bit_exact(tmp_path, uninterrupted):
   code, _ = _interrupt(workdir, signal.SIGKILL)
   assert code == -signal.SIGKILL, "the run finished before it could be killed"
   killed_at = _finished_steps(workdir)[-1]
-  assert 200 <= killed_at < 1200
+  assert 200 <= killed_at < 600
   _resume(workdir)
   params, step = params_of(_resume_config(), workdir)
-  assert step == 1200
+  assert step == 600
   assert_trees_equal(params, uninterrupted[0])
   # metrics.jsonl holds each (step, split) once, even though steps past the kill ran twice.
   records = [(r["step"], r["split"]) for r in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]

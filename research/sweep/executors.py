@@ -4,7 +4,8 @@ Both run the same worker (`research.sweep.worker`) against the same study, so on
 definition serves a laptop and a cluster. Local workers are forked from the launcher once it
 has imported JAX and the framework and before it initialises a JAX backend (`Prefork`), so
 they start in milliseconds instead of paying ~2 s of imports each; a replacement worker, or
-one in a process where forking is unsafe, is a fresh `python -m research.sweep.worker`. The launcher watches its workers: one that dies
+one in a process where forking is unsafe, is a fresh `python -m research.sweep.worker`.
+The launcher watches its workers: one that dies
 (killed, out of memory, a crash) has its running trial recorded as failed with the reason,
 and is replaced while the budget lasts. Ctrl-C stops the workers with SIGTERM, so each
 running trial saves a checkpoint and is retried when the same command is run again.
@@ -20,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from typing import Any, Callable, Protocol
 
 import optuna
@@ -131,17 +131,8 @@ def _forked_worker(orders: Any, parent: int) -> None:
     os.dup2(log.fileno(), 2)
   if devices is not None:
     os.environ["CUDA_VISIBLE_DEVICES"] = devices
-  code = 0
-  try:
-    print(f"worker {label}: forked from the launcher (pid {parent})", flush=True)
-    worker_lib.exit_with_parent()
-    worker_lib.run_worker(sweep_dir, label, num_trials)
-  except BaseException:  # pylint: disable=broad-except
-    traceback.print_exc()
-    code = 1
-  sys.stdout.flush()
-  sys.stderr.flush()
-  os._exit(code)  # skip JAX's interpreter teardown, as worker.main does
+  print(f"worker {label}: forked from the launcher (pid {parent})", flush=True)
+  worker_lib.serve_and_exit(sweep_dir, label, num_trials)
 
 
 class _Forked:

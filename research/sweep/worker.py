@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import zlib
 
 import numpy as np
@@ -110,11 +111,25 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--num_trials", type=int, required=True)
   args = parser.parse_args(argv)
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
+  serve_and_exit(args.sweep_dir, args.worker, args.num_trials)
+
+
+def serve_and_exit(sweep_dir: str, worker: str, num_trials: int) -> None:
+  """A local worker's life, subprocess or forked: trials until done, then exit at once.
+
+  Exit code 0, or 1 after printing the traceback of a crash (the launcher shows the log's
+  tail); `os._exit` skips JAX's interpreter teardown (about a second).
+  """
   exit_with_parent()
-  run_worker(args.sweep_dir, args.worker, args.num_trials)
+  code = 0
+  try:
+    run_worker(sweep_dir, worker, num_trials)
+  except BaseException:  # pylint: disable=broad-except
+    traceback.print_exc()
+    code = 1
   sys.stdout.flush()
   sys.stderr.flush()
-  os._exit(0)
+  os._exit(code)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from research.compress.quantize import channel_axis, levels
+from research.compress.quantize import channel_axis, levels, round_per_channel
 from research.errors import ConfigError
 from research.training.transfer import path_name
 
@@ -45,17 +45,12 @@ def qat_bits(config: ml_collections.ConfigDict) -> int:
 
 def fake_quantize(params: Any, bits: int) -> Any:
   """`params` with every quantised tensor rounded to `bits`; gradients pass straight through."""
-  qmax = levels(bits)
 
   def one(path, w):
     axis = channel_axis(path_name(path), w.ndim)
     if axis is None:
       return w
-    axis %= w.ndim
-    reduce = tuple(a for a in range(w.ndim) if a != axis)
-    scale = jnp.max(jnp.abs(w), axis=reduce, keepdims=True) / jnp.asarray(qmax, w.dtype)
-    safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
-    rounded = jnp.clip(jnp.round(w / safe), -qmax, qmax) * safe
-    return w + jax.lax.stop_gradient(rounded - w)
+    q, scale = round_per_channel(w, axis, bits, jnp)
+    return w + jax.lax.stop_gradient(q * scale - w)
 
   return jax.tree_util.tree_map_with_path(one, params)

@@ -4,7 +4,8 @@ A kernel `w` (Dense: (in, out); Conv: (h, w, in, out); LSTM gates likewise) is s
 `q = round(w / s)` in int8 with `s = max|w| / 127` over every axis but the last (the output
 channel), so `|w - q * s| <= s / 2` element-wise. With `bits` < 8 the same scheme uses
 `qmax = 2**(bits-1) - 1` levels (7 for 4 bits), still stored one value per int8 byte (no
-bit packing: the compressed npz shows what packing would save). Embedding tables get one scale per row (per
+bit packing: the compressed npz shows what packing would save). Embedding tables get one
+scale per row (per
 token), the axis they are looked up by. Biases and normalisation parameters stay float32: they
 are a tiny part of the bytes and the most sensitive to rounding. Evaluation runs the model on
 the dequantised float weights (`q * s`): it measures what the rounding costs in accuracy,
@@ -47,18 +48,21 @@ def levels(bits: int) -> int:
   return 2 ** (bits - 1) - 1
 
 
+def round_per_channel(w: Any, axis: int, bits: int, xp: Any = np) -> tuple[Any, Any]:
+  """(w / scale rounded to the integers in [-qmax, qmax], scale with w's rank): the one
+  rounding rule, shared by post-training quantisation (numpy) and QAT (`xp=jax.numpy`)."""
+  qmax = levels(bits)
+  reduce = tuple(a for a in range(w.ndim) if a != axis % w.ndim)
+  scale = xp.max(xp.abs(w), axis=reduce, keepdims=True) / xp.asarray(qmax, w.dtype)
+  safe = xp.where(scale > 0, scale, xp.ones_like(scale))
+  return xp.clip(xp.round(w / safe), -qmax, qmax), scale
+
+
 def quantize_array(w: np.ndarray, axis: int,
                    bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
   """(int8 values, float32 scales of shape w.shape[axis]); a channel of zeros gets scale 0."""
-  qmax = levels(bits)
-  w = np.asarray(w, np.float32)
-  reduce = tuple(a for a in range(w.ndim) if a != axis % w.ndim)
-  scale = (np.abs(w).max(axis=reduce) / np.float32(qmax)).astype(np.float32)
-  shape = [1] * w.ndim
-  shape[axis] = -1
-  safe = np.where(scale > 0, scale, np.float32(1.0)).reshape(shape)
-  q = np.clip(np.rint(w / safe), -qmax, qmax).astype(np.int8)
-  return q, scale
+  q, scale = round_per_channel(np.asarray(w, np.float32), axis, bits)
+  return q.astype(np.int8), scale.reshape(-1)
 
 
 def dequantize_array(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:

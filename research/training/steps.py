@@ -70,14 +70,14 @@ def make_train_chunk(task: Task, mesh: Mesh, state_sharding: Any = None,
   def train_chunk(state: TrainState, totals: Totals, data: dict[str, jax.Array],
                   window: jax.Array, window_start: jax.Array, key: jax.Array,
                   num_steps: int, length: int | None = None) -> tuple[TrainState, Totals]:
-    if length is not None:  # padding past `length` is masked anyway: drop it
-      data = {**data, "inputs": data["inputs"][:, :length]}
 
     def one_step(carry, _):
       state, totals = carry
       step = state.step
       batch_indices = jax.lax.dynamic_index_in_dim(window, step - window_start, keepdims=False)
       batch = gather_batch(data, batch_indices, mesh)
+      if length is not None:  # padding past `length` is masked anyway: drop it
+        batch = {**batch, "inputs": batch["inputs"][:, :length]}
       state, sums = task.train_step(state, batch, jax.random.fold_in(key, step))
       bad = ~jnp.isfinite(sums["loss"])
       first_bad = totals["nonfinite_step"]

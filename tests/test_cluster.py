@@ -42,3 +42,14 @@ def test_cluster_resources_and_missing_sbatch_are_named(tmp_path, monkeypatch):
   monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
   with pytest.raises(cluster.ClusterError, match="`sbatch` is not on PATH"):
     cluster.executor(str(tmp_path), cluster="slurm")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--workdir=/tmp/x"], "no --config after `--`"),
+    (["--config=experiments/iris_softmax.py:tiny"], "no --workdir after `--`"),
+])
+def test_submit_needs_config_and_workdir_after_the_separator(monkeypatch, capsys, args, needle):
+  from launch import submit
+  monkeypatch.setattr(submit, "_train_args", args)
+  assert submit.main() == 2  # checked before any flag, import or job
+  assert needle in capsys.readouterr().err

@@ -6,6 +6,8 @@ parses the comma-separated variant argument (`experiments/sst2_lstm.py:bidirecti
 
 from __future__ import annotations
 
+import re
+
 import ml_collections
 
 from research.config import base_config
@@ -24,9 +26,18 @@ def text_config(dataset: str, vocab_size: int, max_length: int) -> ml_collection
   return config
 
 
+def variant_words(arg: str | None) -> list[str]:
+  """The variant names of `arg`, separated by ',' or '+'.
+
+  '+' lets one list item name several variants where commas already separate the items:
+  `launch.reproduce --only=sst2_bert_finetune:cpu+scratch,sst2_bert_finetune:cpu`.
+  """
+  return [a.strip() for a in re.split(r"[,+]", arg or "") if a.strip()]
+
+
 def variants(arg: str | None, known: tuple[str, ...]) -> set[str]:
-  """The comma-separated variant names of `arg`, each checked against `known`."""
-  names = {a.strip() for a in (arg or "").split(",") if a.strip()}
+  """The variant names of `arg` (see `variant_words`), each checked against `known`."""
+  names = set(variant_words(arg))
   unknown = names - set(known)
   if unknown:
     raise ValueError(f"unknown variant(s) {sorted(unknown)}: use a comma-separated subset of "

@@ -258,3 +258,5 @@ def test_recipes_share_data_and_trunk():
     assert fine.init_from.workdir == f"runs/reproduce/sst2_bert{suffix}/seed_0"
   scratch = load_config(os.path.join(ROOT, "experiments", "sst2_bert_finetune.py:scratch"))
   assert scratch.init_from.workdir == "" and not scratch.init_from.exclude
+  cpu_scratch = load_config(os.path.join(ROOT, "experiments", "sst2_bert_finetune.py:cpu+scratch"))
+  assert cpu_scratch.init_from.workdir == "" and cpu_scratch.train.num_steps == 1500

@@ -183,6 +183,9 @@ def test_pruning_cli_refuses_sparsity_one_and_writes_nothing(tmp_path):
 def test_pruned_experiments_variants_and_sweep():
   config = load_config(os.path.join(ROOT, "experiments/fashion_mnist_cnn_pruned.py:0.95,cpu"))
   assert config.optimizer.prune.sparsity == 0.95 and config.dataset.num_examples == 12000
+  # '+' joins variants too, for `launch.reproduce --only`, whose items commas separate
+  joined = load_config(os.path.join(ROOT, "experiments/fashion_mnist_cnn_pruned.py:0.95+cpu"))
+  assert joined.to_dict() == config.to_dict()
   lstm = load_config(os.path.join(ROOT, "experiments/sst2_lstm_pruned.py:tiny"))
   assert lstm.optimizer.prune.sparsity == 0.9 and lstm.model.name == "rnn_classifier"
   from launch import overrides

@@ -105,6 +105,9 @@ _TORCH_REFERENCE = flags.DEFINE_string(
     "torch_reference", "../shared/bench/torch_reference.py",
     "Path of torch_reference.py; relative paths are relative to the repository root.")
 _LOOP = flags.DEFINE_bool("loop", True, "Measure the training loop's overhead too.")
+_LAYERS = flags.DEFINE_bool("layers", False, "Instead of whole steps, time the dcgan "
+                            "workload's layers one by one beside torch_reference's (CPU; "
+                            "launch/bench_layers.py).")
 _LOOP_INTERVALS = flags.DEFINE_integer(
     "loop_intervals", 5, "Log intervals timed in the loop-overhead part (after the first, "
     "which holds compilation).")
@@ -696,6 +699,20 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError(f"--torch_reference={_TORCH_REFERENCE.value}: {reference} does not "
                            "exist; point it at ../shared/bench/torch_reference.py or pass "
                            "--notorch.")
+  if _LAYERS.value:
+    from launch import bench_layers
+    if _DEVICE.value != "cpu":
+      raise app.UsageError("--layers times CPU layers only: pass --device=cpu.")
+    rows = bench_layers.measure(WORKLOADS["dcgan"].batch_size, _WINDOWS.value, _STEPS.value,
+                                load_torch_reference(reference) if reference else None,
+                                time_interleaved)
+    torch_info = ""
+    if reference:
+      import torch
+      torch_info = f", torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    print(f"{environment_line()}{torch_info}, batch {WORKLOADS['dcgan'].batch_size}")
+    print(bench_layers.table(rows))
+    return
   with tempfile.TemporaryDirectory(prefix="bench_xla_cache_") as cache_dir:
     if _COMPILATION_CACHE.value:
       jax.config.update("jax_compilation_cache_dir", cache_dir)
@@ -704,14 +721,19 @@ def main(argv: Sequence[str]) -> None:
     rows = run_bench(_WORKLOAD.value, _DEVICE.value, _DISPATCH.value, _STEPS.value,
                      _WARMUP.value, _WINDOWS.value, reference, _LOOP.value, _LOOP_INTERVALS.value,
                      _LOOP_INTERVAL_S.value, _LOOP_REPEATS.value, _NUM_TRAIN.value, _JSON.value)
-  env = environment()
   torch_rows = [r for r in rows if r["framework"] == "torch"]
   torch_info = (f", torch {torch_rows[0]['torch_version']} ({torch_rows[0]['threads']} threads)"
                 if torch_rows else "")
-  print(f"\n{env['date']} {env['backend']}: {env['device_name']} x{env['device_count']} "
-        f"(cpu_count {env['cpu_count']}, load {env['load_avg_1m']}), jax {env['jax_version']}, "
-        f"flax {env['flax_version']}, optax {env['optax_version']}{torch_info}")
+  print(f"\n{environment_line()}{torch_info}")
   print(format_tables(rows))
+
+
+def environment_line() -> str:
+  """Date, device, load and versions: the line above every table this prints."""
+  env = environment()
+  return (f"{env['date']} {env['backend']}: {env['device_name']} x{env['device_count']} "
+          f"(cpu_count {env['cpu_count']}, load {env['load_avg_1m']}), jax {env['jax_version']}, "
+          f"flax {env['flax_version']}, optax {env['optax_version']}")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,26 @@ def test_dcgan_workload_matches_the_reference_networks(tmp_path):
   discriminator = (1 * 64 * 4 * 4 + 64 + 64 * 128 * 4 * 4 + 2 * 128 + 128 * 7 * 7 + 1)
   assert count(params["generator"]) == generator
   assert count(params["discriminator"]) == discriminator
+
+
+def test_dcgan_layers_are_timed_beside_the_same_torch_layers():
+  """`--layers`: one row per layer of the dcgan workload; with torch, each framework layer has
+  exactly as many parameters as the torch_reference module it is timed against."""
+  import jax
+  import numpy as np
+  from launch import bench_layers
+  reference = bench.load_torch_reference(TORCH_REFERENCE) if HAVE_TORCH else None
+  rows = bench_layers.measure(2, 1, 1, reference, bench.time_interleaved)
+  assert [r["layer"] for r in rows] == [layer.name for layer in bench_layers.layers()]
+  for row in rows:
+    assert row["fwd_ms"] > 0 and row["fwd_bwd_ms"] > 0
+    assert (row["torch_fwd_bwd_ms"] is not None) == HAVE_TORCH
+  table = bench_layers.table(rows)
+  assert table.count("\n") == len(rows) + 1 and "G upconv 7x7x128 -> 14x14x64" in table
+  if HAVE_TORCH:
+    nets = dict(zip(("generator", "discriminator"), reference.dcgan_models()))
+    for layer in bench_layers.layers():
+      ours = bench_layers.JaxLayer(layer, 2, backward=False).variables.get("params", {})
+      theirs = nets[layer.network][layer.index]
+      assert sum(np.size(p) for p in jax.tree.leaves(ours)) == \
+          sum(p.numel() for p in theirs.parameters()), layer.name

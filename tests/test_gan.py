@@ -111,18 +111,19 @@ def test_dcgan_generates_and_discriminates_the_image_shape(shape):
   assert logits.shape == (3, 1)
 
 
-def test_upconv_equals_flax_conv_transpose():
+@pytest.mark.parametrize("channels,features", [(6, 5), (8, 16)])  # both CPU formulations
+def test_upconv_equals_flax_conv_transpose(channels, features):
   rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, 7, 7, 6)).astype(np.float32)
-  params = {"params": {"kernel": rng.normal(size=(4, 4, 6, 5)).astype(np.float32),
-                       "bias": rng.normal(size=(5,)).astype(np.float32)}}
-  ours = UpConv(5)
+  x = rng.normal(size=(2, 7, 7, channels)).astype(np.float32)
+  params = {"params": {"kernel": rng.normal(size=(4, 4, channels, features)).astype(np.float32),
+                       "bias": rng.normal(size=(features,)).astype(np.float32)}}
+  ours = UpConv(features)
   assert jax.tree.map(np.shape, jax.eval_shape(ours.init, jax.random.key(0), x)) == \
       jax.tree.map(np.shape, params)
-  reference = nn.ConvTranspose(5, (4, 4), (2, 2), padding="SAME")
+  reference = nn.ConvTranspose(features, (4, 4), (2, 2), padding="SAME")
   got = jax.jit(ours.apply)(params, x)
-  assert got.shape == (2, 14, 14, 5)
-  np.testing.assert_allclose(got, jax.jit(reference.apply)(params, x), rtol=1e-5, atol=1e-6)
+  assert got.shape == (2, 14, 14, features)
+  np.testing.assert_allclose(got, jax.jit(reference.apply)(params, x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(28, 28), (7, 7, 1), (28, 32, 1)])

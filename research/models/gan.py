@@ -50,8 +50,13 @@ def check_image_shape(image_shape: Any,
 
 
 # Output row 2m + a of a 4x4 stride-2 'SAME' transposed conv sums kernel tap t of input row
-# m + shift, for (t, shift) in _TAPS[a] (the same for columns).
+# m + shift, for (t, shift) in _TAPS[a] (the same for columns): taps a and a + 2, reading
+# input rows m + a - 1 and m + a.
 _TAPS = (((0, -1), (2, 0)), ((1, 0), (3, 1)))
+
+# On CPU, an UpConv with at least this many output channels runs as four stride-1
+# convolutions; a thinner one as a matmul and shifted adds (see UpConv).
+_CPU_PHASE_MIN_CHANNELS = 16
 
 
 def _shift(x: jax.Array, shift: int, axis: int) -> jax.Array:
@@ -65,14 +70,48 @@ def _shift(x: jax.Array, shift: int, axis: int) -> jax.Array:
   return jax.lax.slice_in_dim(jnp.pad(x, pad), start, start + n, axis=axis)
 
 
+def _upconv_by_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """One matmul (every input pixel times every kernel tap), then shifted adds."""
+  b, h, w, c = x.shape
+  features = kernel.shape[-1]
+  taps = (x.reshape(-1, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, -1)).reshape(
+      b, h, w, 4, 4, features)
+  rows = []
+  for row_taps in _TAPS:
+    cols = []
+    for col_taps in _TAPS:
+      cols.append(sum(_shift(_shift(taps[:, :, :, tx, ty], sx, 1), sy, 2)
+                      for tx, sx in row_taps for ty, sy in col_taps))
+    rows.append(jnp.stack(cols, axis=3))
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, features)
+
+
+def _upconv_by_phases(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Each of the four output phases (row parity a, column parity b) is a 2x2 stride-1 conv
+  of the input with taps kernel[a::2, b::2]; the phases are then interleaved."""
+  b, h, w, _ = x.shape
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+
+  def phase(row: int, col: int) -> jax.Array:
+    return jax.lax.conv_general_dilated(
+        padded[:, row:row + h + 1, col:col + w + 1], kernel[row::2, col::2], (1, 1), 'VALID',
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  rows = [jnp.stack([phase(row, col) for col in (0, 1)], axis=3) for row in (0, 1)]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, kernel.shape[-1])
+
+
 class UpConv(nn.Module):
   """A 4x4 stride-2 'SAME' transposed convolution: `nn.ConvTranspose` with the same
   parameters and outputs, which doubles height and width.
 
-  On CPU it runs as one matmul (every input pixel times every kernel tap) and shifted adds:
-  XLA:CPU computes the kernel gradient of `lax.conv_transpose` about 4x slower (measured
-  here: 65 ms vs 17 ms of CPU per step for the 7x7x64 -> 14x14x32 layer at batch 64).
-  Elsewhere it calls `lax.conv_transpose` (cuDNN).
+  XLA:CPU computes the kernel gradient of `lax.conv_transpose` slowly (4x a matmul's time
+  here), so on CPU it runs as four stride-1 2x2 convolutions, one per output phase
+  (7x7x128 -> 14x14x64 at batch 256, forward and both gradients on 2 cores: about 100 ms,
+  against 135-145 ms as one matmul and shifted adds and 780-890 ms as `lax.conv_transpose`),
+  or, below 16 output channels, where XLA's convolutions are slow, as that matmul and
+  shifted adds (the image layer 14x14x64 -> 28x28x1: 6 ms vs 114 ms as phases). Elsewhere it
+  calls `lax.conv_transpose` (cuDNN).
   """
 
   features: int
@@ -81,23 +120,15 @@ class UpConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    b, h, w, c = x.shape
-    kernel = self.param('kernel', _INIT, (4, 4, c, self.features), jnp.float32)
-    kernel = kernel.astype(self.dtype)
-    if jax.default_backend() == 'cpu':
-      taps = (x.reshape(-1, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, -1)).reshape(
-          b, h, w, 4, 4, self.features)
-      rows = []
-      for row_taps in _TAPS:
-        cols = []
-        for col_taps in _TAPS:
-          cols.append(sum(_shift(_shift(taps[:, :, :, tx, ty], sx, 1), sy, 2)
-                          for tx, sx in row_taps for ty, sy in col_taps))
-        rows.append(jnp.stack(cols, axis=3))
-      y = jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, self.features)
-    else:
+    kernel = self.param('kernel', _INIT, (4, 4, x.shape[-1], self.features), jnp.float32)
+    x, kernel = jnp.asarray(x, self.dtype), kernel.astype(self.dtype)
+    if jax.default_backend() != 'cpu':
       y = jax.lax.conv_transpose(x, kernel, (2, 2), 'SAME',
                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    elif self.features >= _CPU_PHASE_MIN_CHANNELS:
+      y = _upconv_by_phases(x, kernel)
+    else:
+      y = _upconv_by_taps(x, kernel)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,),
                          jnp.float32).astype(self.dtype)

@@ -14,8 +14,8 @@ Training scores at most `task.max_predictions` masked tokens per phrase (16; 8 f
 whose train phrases are cut to 24 tokens): only those positions go through the vocabulary
 projection, most of this small encoder's cost.
 
-Variants: `cpu` (the 2-layer, width-128 trunk, 2,000 steps of 64 phrases: about 30 minutes on
-two busy CPU cores), `tiny` (tests).
+Variants: `cpu` (the 2-layer, width-128 trunk, 2,000 steps of 64 phrases: 5-6 minutes on two
+CPU cores, 8-9 steps/s; masked-token accuracy 0.0999 ± 0.0140 over seeds 0-2), `tiny` (tests).
 """
 
 import ml_collections

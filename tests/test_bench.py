@@ -119,3 +119,14 @@ def test_dcgan_layers_are_timed_beside_the_same_torch_layers():
       theirs = nets[layer.network][layer.index]
       assert sum(np.size(p) for p in jax.tree.leaves(ours)) == \
           sum(p.numel() for p in theirs.parameters()), layer.name
+
+
+def test_layers_refuses_a_gpu_device():
+  import subprocess
+  import sys
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  out = subprocess.run([sys.executable, "-m", "launch.bench", "--layers", "--device=cuda",
+                        "--notorch"], cwd=bench.REPO_ROOT, env=env, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode != 0
+  assert "--layers times CPU layers only: pass --device=cpu." in out.stdout + out.stderr

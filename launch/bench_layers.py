@@ -105,16 +105,15 @@ class TorchLayer:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-  head = ("| layer | framework fwd ms | torch fwd ms | framework fwd+bwd ms | torch fwd+bwd ms "
-          "| ratio fwd+bwd |\n| --- | --- | --- | --- | --- | --- |")
+  """The rows in Markdown, with the ratio torch ms / framework ms of forward + gradients."""
+  from research.report.table import markdown_table
   fmt = lambda v: "-" if v is None else f"{v:.2f}"
-  lines = [head]
-  for r in rows:
-    ratio = "-" if r["torch_fwd_bwd_ms"] is None else \
-        f"{r['torch_fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}x"
-    lines.append(f"| {r['layer']} | {fmt(r['fwd_ms'])} | {fmt(r['torch_fwd_ms'])} | "
-                 f"{fmt(r['fwd_bwd_ms'])} | {fmt(r['torch_fwd_bwd_ms'])} | {ratio} |")
-  return "\n".join(lines)
+  ratio = lambda r: ("-" if r["torch_fwd_bwd_ms"] is None
+                     else f"{r['torch_fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}x")
+  cells = [[r["layer"], fmt(r["fwd_ms"]), fmt(r["torch_fwd_ms"]), fmt(r["fwd_bwd_ms"]),
+            fmt(r["torch_fwd_bwd_ms"]), ratio(r)] for r in rows]
+  return markdown_table(["layer", "framework fwd ms", "torch fwd ms", "framework fwd+bwd ms",
+                         "torch fwd+bwd ms", "ratio fwd+bwd"], cells)
 
 
 def measure(batch: int, windows: int, steps: int, reference: Any | None,

@@ -5,10 +5,10 @@ definition serves a laptop and a cluster. Local workers are forked from the laun
 has imported JAX and the framework and before it initialises a JAX backend (`Prefork`), so
 they start in milliseconds instead of paying ~2 s of imports each; a replacement worker, or
 one in a process where forking is unsafe, is a fresh `python -m research.sweep.worker`.
-The launcher watches its workers: one that dies
-(killed, out of memory, a crash) has its running trial recorded as failed with the reason,
-and is replaced while the budget lasts. Ctrl-C stops the workers with SIGTERM, so each
-running trial saves a checkpoint and is retried when the same command is run again.
+The launcher watches its workers: one that dies (killed, out of memory, a crash) has its
+running trial recorded as failed with the reason, and is replaced while the budget lasts.
+Ctrl-C stops the workers with SIGTERM, so each running trial saves a checkpoint and is
+retried when the same command is run again.
 """
 
 from __future__ import annotations

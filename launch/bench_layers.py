@@ -7,9 +7,10 @@ where its time goes. Each row is one layer of the bench's networks (torch_refere
 `dcgan_models()`: the TensorFlow tutorial's generator and a two-conv discriminator) at the
 bench's batch: the forward pass, then forward plus the gradients with respect to the input
 and the parameters (a GAN step needs both). The framework side is the layer the framework's
-`dcgan` model runs (`nn.Conv`, `research.models.gan.UpConv`, `nn.Dense`, `nn.BatchNorm`),
-jitted; the torch side is the module taken from `dcgan_models()` itself. Windows alternate
-between the two, as in `launch.bench`; ratio = torch ms / framework ms (> 1: faster here).
+`dcgan` model runs (`nn.Conv` with `research.models.conv.conv_general_dilated`,
+`research.models.gan.UpConv`, `nn.Dense`, `nn.BatchNorm`), jitted; the torch side is the
+module taken from `dcgan_models()` itself. Windows alternate between the two, as in
+`launch.bench`; ratio = torch ms / framework ms (> 1: faster here).
 CPU only: torch's side is not synchronised with a GPU.
 """
 
@@ -32,8 +33,10 @@ class Layer:
 
 def layers() -> list[Layer]:
   import flax.linen as nn
+  from research.models.conv import conv_general_dilated
   from research.models.gan import UpConv
-  conv = lambda f, k, s, bias: nn.Conv(f, (k, k), (s, s), padding="SAME", use_bias=bias)
+  conv = lambda f, k, s, bias: nn.Conv(f, (k, k), (s, s), padding="SAME", use_bias=bias,
+                                       conv_general_dilated=conv_general_dilated)
   return [
       Layer("G dense 100 -> 7x7x256", lambda: nn.Dense(7 * 7 * 256, use_bias=False), (100,),
             "generator", 0),

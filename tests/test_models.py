@@ -244,6 +244,21 @@ def test_max_pool_2x2_matches_nn_max_pool_values_and_gradients(shape):
   assert np.count_nonzero(grad) == out.size  # one winner per window
 
 
+def test_max_pool_2x2_gives_tied_windows_gradient_to_the_first_entry_like_nn_max_pool():
+  # Values on a coarse grid, so most windows hold ties (as after a ReLU, where they are 0).
+  x = jnp.round(_inputs((2, 8, 8, 4)) * 2) / 2
+  w = _inputs((2, 4, 4, 4), seed=1)
+  ref = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2), padding='VALID')
+  grad = lambda f: jax.jit(jax.grad(lambda u: jnp.sum(f(u) * w)))(x)
+  np.testing.assert_array_equal(grad(max_pool_2x2), grad(ref))
+
+
+def test_max_pool_2x2_keeps_nan():
+  x = jnp.zeros((1, 4, 4, 1)).at[0, 3, 2, 0].set(jnp.nan)
+  out = np.asarray(max_pool_2x2(x))[0, :, :, 0]
+  assert np.isnan(out[1, 1]) and np.isfinite(np.delete(out.ravel(), 3)).all()
+
+
 @pytest.mark.parametrize('shape', [(2, 8, 8, 3), (2, 7, 9, 3)])
 def test_avg_pool_2x2_matches_nn_avg_pool(shape):
   x = _inputs(shape)

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research.models.conv import conv_general_dilated
 from research.models.layers import (activation_fn, as_images, avg_pool_2x2,
                                     check_dropout_rate, check_sizes, flatten,
                                     max_pool_2x2, require_min_size)
@@ -21,7 +22,8 @@ from research.models.registry import MODELS
 
 def _conv(features: int, kernel: int, padding: str, dtype: Any, name: str) -> nn.Conv:
   return nn.Conv(features, (kernel, kernel), padding=padding, dtype=dtype,
-                 param_dtype=jnp.float32, name=name)
+                 param_dtype=jnp.float32, conv_general_dilated=conv_general_dilated,
+                 name=name)
 
 
 def _dense(features: int, dtype: Any, name: str) -> nn.Dense:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from research.errors import ConfigError
+from research.models.conv import conv_general_dilated
 from research.models.registry import MODELS
 
 # DCGAN's initialisation: conv and dense weights from N(0, 0.02).
@@ -193,7 +194,8 @@ class Discriminator(nn.Module):
     for i in range(num_stages(x.shape[1])):
       x = nn.Conv(self.base_width * 2 ** i, (4, 4), (2, 2), padding='SAME',
                   use_bias=not (self.batchnorm and i > 0), kernel_init=_INIT,
-                  dtype=self.dtype, param_dtype=jnp.float32, name=f'conv{i + 1}')(x)
+                  dtype=self.dtype, param_dtype=jnp.float32,
+                  conv_general_dilated=conv_general_dilated, name=f'conv{i + 1}')(x)
       if self.batchnorm and i > 0:
         x = _norm(train, self.dtype, f'conv{i + 1}_bn')(x)
       x = nn.leaky_relu(x, 0.2)

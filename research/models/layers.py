@@ -2,9 +2,8 @@
 
 The pooling helpers exist for speed, not novelty: on XLA:CPU the gradient of
 `lax.reduce_window` max (`nn.max_pool`) lowers to select-and-scatter, which is
-many times slower than the reshape-and-reduce formulation used here. The two give
-identical values (and, for inputs without ties inside a window, identical
-gradients), which `tests/test_models.py` checks.
+many times slower than the strided-view formulation used here. The two give
+identical values and gradients, which `tests/test_models.py` checks.
 """
 
 from __future__ import annotations
@@ -104,18 +103,56 @@ def _crop_even(x: jax.Array) -> jax.Array:
   return x[:, : h - h % 2, : w - w % 2, :]
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2x2 stride-2 'VALID' max pooling over (B, H, W, C), via reshape + max.
+def _quarters(x: jax.Array) -> tuple[jax.Array, ...]:
+  """The four entries of each 2x2 window, in row-major order, as strided views."""
+  return x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
 
-  Same values as `nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')` but its
-  gradient is a cheap elementwise mask instead of select-and-scatter, which is
-  very slow on XLA:CPU. (With ties inside a window the gradient is split between
-  the tied entries rather than given to the first; after a ReLU tied zeros get
-  zero gradient either way.)
+
+@jax.custom_vjp
+def _max_pool_even(x: jax.Array) -> jax.Array:
+  a, b, c, d = _quarters(x)
+  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
+
+
+def _max_pool_forward(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The max, and which window entry (0-3, row-major) gave it: the first of any ties, as
+  select-and-scatter picks it.
+
+  The winner comes from an argmax, a reduce: XLA fuses elementwise producers into each
+  of their consumers and recomputes them there, but computes a reduce once, so the
+  backward pass reads the winners instead of recomputing every window's comparison
+  (and the activations behind it) for each of the window's four entries.
   """
-  x = _crop_even(x)
-  b, h, w, c = x.shape
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  winner = jnp.argmax(jnp.stack(_quarters(x), axis=-1), axis=-1).astype(jnp.int8)
+  # The max itself through jnp.maximum, which keeps a NaN (so a non-finite loss shows).
+  return _max_pool_even(x), winner
+
+
+def _max_pool_backward(winner: jax.Array, cotangent: jax.Array) -> tuple[jax.Array]:
+  b, h, w, c = cotangent.shape
+  entry = (2 * jnp.arange(2, dtype=jnp.int8)[:, None] + jnp.arange(2, dtype=jnp.int8)).reshape(
+      2, 1, 2, 1)
+  grad = jnp.where(winner[:, :, None, :, None, :] == entry, cotangent[:, :, None, :, None, :],
+                   jnp.zeros((), cotangent.dtype))
+  return (grad.reshape(b, 2 * h, 2 * w, c),)
+
+
+_max_pool_even.defvjp(_max_pool_forward, _max_pool_backward)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2x2 stride-2 'VALID' max pooling over (B, H, W, C), fast on XLA:CPU.
+
+  Same values and gradients as `nn.max_pool(x, (2, 2), strides=(2, 2), padding='VALID')`,
+  ties included (the first entry of a window in row-major order takes the gradient), but
+  `nn.max_pool`'s gradient lowers to select-and-scatter, which XLA:CPU runs very slowly. Here
+  the forward pass is three elementwise maxima of strided views and also records each
+  window's winner (one int8 per output); the backward pass routes the gradient to it in one
+  elementwise loop. Keras CNN on 2 cores, batch 64, relu + pool forward and backward: 0.3 ms
+  after conv1 against 1.6 ms as reshape + max (whose autodiff gradient recounts the
+  maxima) and 22 ms as `nn.max_pool`.
+  """
+  return _max_pool_even(_crop_even(x))
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:

@@ -10,6 +10,10 @@ pure. Parameters are float32; `dtype` is the compute dtype (bf16 under mixed pre
 - `cifar_resnet`: the paper's CIFAR-10 networks, depth 6n+2 (20, 32, 44, 56, 110), widths
   16-32-64, with the parameter-free option-A shortcut (subsample + zero-pad channels) the
   paper uses, so ResNet-20 has its 0.27M parameters.
+
+Stem convolutions go through `research.models.conv.conv_general_dilated`, which runs a
+single-channel (Fashion-MNIST) stem tap by tap on CPU and is `lax.conv_general_dilated`
+otherwise.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from research.errors import ConfigError
+from research.models.conv import conv_general_dilated
 from research.models.layers import as_images
 from research.models.registry import MODELS
 
@@ -108,9 +113,12 @@ class ResNet(nn.Module):
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32)
     if self.stem == "cifar":
-      x = nn.relu(norm(name="stem_bn")(conv(self.width, (3, 3), padding=1, name="stem_conv")(x)))
+      x = nn.relu(norm(name="stem_bn")(conv(self.width, (3, 3), padding=1,
+                                            conv_general_dilated=conv_general_dilated,
+                                            name="stem_conv")(x)))
     else:
-      x = conv(self.width, (7, 7), (2, 2), padding=3, name="stem_conv")(x)
+      x = conv(self.width, (7, 7), (2, 2), padding=3, conv_general_dilated=conv_general_dilated,
+               name="stem_conv")(x)
       x = nn.relu(norm(name="stem_bn")(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     kind, stage_sizes = _IMAGENET_STAGES[self.depth]
@@ -139,7 +147,8 @@ class CifarResNet(nn.Module):
   def __call__(self, inputs: jax.Array, train: bool = False) -> jax.Array:
     x = as_images(jnp.asarray(inputs, self.dtype), "cifar_resnet")
     x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, dtype=self.dtype,
-                param_dtype=jnp.float32, name="stem_conv")(x)
+                param_dtype=jnp.float32, conv_general_dilated=conv_general_dilated,
+                name="stem_conv")(x)
     x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                              dtype=self.dtype, param_dtype=jnp.float32, name="stem_bn")(x))
     n = (self.depth - 2) // 6

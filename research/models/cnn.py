@@ -1,8 +1,9 @@
 """Convolutional classifiers for small images: Keras MNIST CNN, LeNet-5, digits CNN.
 
-All pooling goes through the reshape-based helpers in `layers.py`: `nn.max_pool`'s
-gradient (select-and-scatter) is very slow on XLA:CPU, where these models mostly
-run.
+These models mostly run on CPU, so two XLA:CPU weak spots are routed around: pooling
+goes through the helpers in `layers.py` (`nn.max_pool`'s gradient, select-and-scatter,
+is very slow there), and convolutions through `conv.conv_general_dilated` (a first layer
+with one input channel runs tap by tap).
 """
 
 from __future__ import annotations

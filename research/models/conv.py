@@ -4,8 +4,10 @@ XLA:CPU's convolution kernel is built for many input channels. The first layer o
 MNIST-family model has one, and there its forward pass is several times slower than the
 same arithmetic written out: one broadcast multiply-add per kernel tap, which XLA fuses
 into a single loop (Keras CNN conv1, 28x28x1 -> 26x26x32 at batch 64 on 2 cores: about
-0.2 ms against 1.3-1.5 ms; PyTorch's oneDNN takes 0.3 ms). Its gradients are not slow, so
-the backward pass stays XLA's own convolution gradients, through a custom VJP.
+0.2 ms against 1.3-1.5 ms; PyTorch's oneDNN takes 0.3 ms). A custom VJP keeps the backward
+pass out of that loop: the kernel gradient is one matmul and the input gradient XLA's own
+(autodiff of the taps would reduce over broadcasts: 19 ms). The whole `seed_cnn` step got
+about 10% faster (BENCHMARKS.md).
 
 Pass it to a flax conv (`nn.Conv(..., conv_general_dilated=conv_general_dilated)`). Any
 convolution it does not cover (more than one input channel, dilation, feature groups, a

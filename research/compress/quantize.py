@@ -5,10 +5,10 @@ A kernel `w` (Dense: (in, out); Conv: (h, w, in, out); LSTM gates likewise) is s
 channel), so `|w - q * s| <= s / 2` element-wise. With `bits` < 8 the same scheme uses
 `qmax = 2**(bits-1) - 1` levels (7 for 4 bits), still stored one value per int8 byte (no
 bit packing: the compressed npz shows what packing would save). Embedding tables get one
-scale per row (per token), the axis they are looked up by. Biases and normalisation parameters stay float32: they
-are a tiny part of the bytes and the most sensitive to rounding. Evaluation runs the model on
-the dequantised float weights (`q * s`): it measures what the rounding costs in accuracy,
-not int8 arithmetic speed.
+scale per row (per token), the axis they are looked up by. Biases and normalisation
+parameters stay float32: they are a tiny part of the bytes and the most sensitive to
+rounding. Evaluation runs the model on the dequantised float weights (`q * s`): it measures
+what the rounding costs in accuracy, not int8 arithmetic speed.
 """
 
 from __future__ import annotations

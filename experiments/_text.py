@@ -1,7 +1,7 @@
 """Shared text-classification recipes (not an experiment itself): SST-2 and IMDB.
 
 `text_config` fills the dataset and task fields every text recipe shares; `apply_variant`
-parses the comma-separated variant argument (`experiments/sst2_lstm.py:bidirectional,tiny`).
+parses the variant argument, names joined by ',' or '+' (`experiments/sst2_lstm.py:bidirectional,tiny`).
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def variants(arg: str | None, known: tuple[str, ...]) -> set[str]:
   names = set(variant_words(arg))
   unknown = names - set(known)
   if unknown:
-    raise ValueError(f"unknown variant(s) {sorted(unknown)}: use a comma-separated subset of "
-                     f"{', '.join(known)} (or none)")
+    raise ValueError(f"unknown variant(s) {sorted(unknown)}: use a subset, joined by ',' or "
+                     f"'+', of {', '.join(known)} (or none)")
   return names
 
 

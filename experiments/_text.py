@@ -1,7 +1,8 @@
 """Shared text-classification recipes (not an experiment itself): SST-2 and IMDB.
 
 `text_config` fills the dataset and task fields every text recipe shares; `apply_variant`
-parses the variant argument, names joined by ',' or '+' (`experiments/sst2_lstm.py:bidirectional,tiny`).
+parses the variant argument, names joined by ',' or '+'
+(`experiments/sst2_lstm.py:bidirectional,tiny`).
 """
 
 from __future__ import annotations
